@@ -1,0 +1,186 @@
+"""``add_channel``: build an app's channel configuration, run it inside the app lifespan, install handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+from broadcaster import Broadcast, BroadcastBackend
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from starlette.websockets import WebSocket
+
+from fastapi_channels.exceptions import WebSocketException
+from fastapi_channels.layers import DEFAULT_SEND_QUEUE_SIZE, ChannelLayer, create_broadcast
+from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
+from fastapi_channels.throttling import LimiterBackend
+
+__all__ = ["add_channel", "FastAPIChannel", "get_channel_config"]
+
+logger = logging.getLogger("fastapi_channels")
+
+STATE_KEY = "fastapi_channels"
+
+# Configurations whose app lifespan is running, so that code outside a connection can find one.
+_running: list[FastAPIChannel] = []
+
+
+class FastAPIChannel:
+    """One app's channel configuration: the broadcast layer, the rate-limit backend and the defaults."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        backend: BroadcastBackend | None = None,
+        broadcast: Broadcast | None = None,
+        limiter_url: str | None = None,
+        limiter_prefix: str = "fastapi-channels",
+        permission_classes: PermissionLike = None,
+        throttle_classes: Sequence[Any] | None = None,
+        send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+    ) -> None:
+        if sum(option is not None for option in (url, backend, broadcast)) > 1:
+            raise ValueError("Pass only one of url=, backend= and broadcast= to add_channel().")
+        check_permission_like(permission_classes)
+        if limiter_url is not None and urlparse(limiter_url).scheme not in ("redis", "rediss", "memory"):
+            raise ValueError(f"limiter_url must be a redis://, rediss:// or memory:// URL, not {limiter_url!r}.")
+        if send_queue_size < 1:
+            raise ValueError("send_queue_size must be at least 1.")
+        self.url = url or "memory://"
+        self._own_broadcast = broadcast is None
+        self.broadcast = broadcast or (Broadcast(backend=backend) if backend else create_broadcast(self.url))
+        self.limiter_url = limiter_url
+        self.permission_classes: PermissionLike = (AllowAny,) if permission_classes is None else permission_classes
+        self.throttle_classes: tuple[Any, ...] = tuple(throttle_classes or ())
+        self.layer = ChannelLayer(self.broadcast, send_queue_size=send_queue_size)
+        self.limiters = LimiterBackend(prefix=limiter_prefix)
+        self.started = False
+
+    async def startup(self) -> None:
+        """Connect the broadcaster and the limiter store."""
+        if self._own_broadcast:
+            await self.broadcast.connect()
+        if self.limiter_url and urlparse(self.limiter_url).scheme in ("redis", "rediss"):
+            redis = Redis.from_url(self.limiter_url)
+            try:
+                await redis.ping()
+            except Exception as exc:
+                await redis.aclose()
+                if self._own_broadcast:
+                    await self.broadcast.disconnect()
+                raise ConnectionError(f"Cannot reach Redis at {self.limiter_url!r} for rate limits: {exc}") from exc
+            self.limiters.redis = redis
+        self.started = True
+        _running.append(self)
+
+    async def shutdown(self) -> None:
+        """Disconnect what ``startup`` connected."""
+        self.started = False
+        if self in _running:
+            _running.remove(self)
+        if self.limiters.redis is not None:
+            await self.limiters.redis.aclose()
+            self.limiters.redis = None
+        self.limiters._cache.clear()
+        if self._own_broadcast:
+            try:
+                await self.broadcast.disconnect()
+            except Exception:
+                logger.exception("Disconnecting the broadcaster failed")
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[FastAPIChannel]:
+        """Run ``startup`` and ``shutdown`` around the block."""
+        await self.startup()
+        try:
+            yield self
+        finally:
+            await self.shutdown()
+
+
+def add_channel(
+    app: FastAPI,
+    *,
+    url: str | None = None,
+    backend: BroadcastBackend | None = None,
+    broadcast: Broadcast | None = None,
+    limiter_url: str | None = None,
+    limiter_prefix: str = "fastapi-channels",
+    add_exception_handlers: bool = True,
+    permission_classes: PermissionLike = None,
+    throttle_classes: Sequence[Any] | None = None,
+    send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+) -> FastAPI:
+    """Give ``app`` channels: a broadcaster (memory:// by default), a rate limiter and error handling.
+
+    The broadcaster and limiter connect when the app starts and disconnect when it stops, around the app's
+    own lifespan. ``permission_classes`` and ``throttle_classes`` are the defaults of every channel that
+    does not set its own.
+
+    Args:
+        url: Broadcast URL: memory://, redis://, rediss://, redis-stream://, postgres:// or kafka://.
+        backend: A broadcaster ``BroadcastBackend`` to use instead of a URL.
+        broadcast: A ``Broadcast`` you connect and disconnect yourself.
+        limiter_url: redis:// to keep rate limits in Redis (shared by processes); in memory otherwise.
+        limiter_prefix: Prefix of the rate-limit keys in Redis.
+        add_exception_handlers: Register the ``WebSocketException`` handler in the app's handler registry.
+        permission_classes: Default channel permission (``AllowAny`` when left out).
+        throttle_classes: Default channel-wide limits (``limiter(...)`` or fastapi-limiter ``WebSocketRateLimiter``).
+        send_queue_size: Frames buffered per connection before a client that stops reading is closed.
+    """
+    if not isinstance(app, FastAPI):
+        raise TypeError(f"add_channel() takes a FastAPI app, not {type(app).__name__}.")
+    config = FastAPIChannel(
+        url=url,
+        backend=backend,
+        broadcast=broadcast,
+        limiter_url=limiter_url,
+        limiter_prefix=limiter_prefix,
+        permission_classes=permission_classes,
+        throttle_classes=throttle_classes,
+        send_queue_size=send_queue_size,
+    )
+    setattr(app.state, STATE_KEY, config)
+    original_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with config.running():
+            async with original_lifespan(app_) as state:
+                yield state
+
+    app.router.lifespan_context = lifespan
+    if add_exception_handlers:
+        from fastapi_channels.channels import websocket_exception_handler
+
+        app.add_exception_handler(WebSocketException, websocket_exception_handler)  # type: ignore[arg-type]
+    return app
+
+
+def get_channel_config(websocket: WebSocket | None = None) -> FastAPIChannel:
+    """Return the configuration of ``websocket``'s app, or of the one running app when there is no websocket."""
+    if websocket is not None:
+        app = websocket.scope.get("app")
+        config = getattr(getattr(app, "state", None), STATE_KEY, None)
+        if not isinstance(config, FastAPIChannel):
+            raise RuntimeError(
+                "This app has no channels configured: call add_channel(app) after creating the FastAPI app."
+            )
+        if not config.started:
+            raise RuntimeError(
+                "The channel layer is not running: the app's lifespan did not start. Serve the app with uvicorn, "
+                "or in tests use `with TestClient(app) as client:` so that startup runs."
+            )
+        return config
+    if len(_running) == 1:
+        return _running[0]
+    if not _running:
+        raise RuntimeError(
+            "No app with channels is running: call add_channel(app) and start the app (in tests, "
+            "`with TestClient(app) as client:`) before broadcasting."
+        )
+    raise RuntimeError("Several apps with channels are running: pass app= to say which one to use.")

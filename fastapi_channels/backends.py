@@ -1,0 +1,163 @@
+"""A Redis pub/sub backend for broadcaster that works with current redis-py and survives Redis restarts.
+
+broadcaster 0.3.1's own Redis backend starts listening before redis-py registers the first subscription
+and then waits forever, and its listener dies silently when the connection drops. This backend plugs into
+broadcaster's extension point instead: one reader task owns the pub/sub connection, confirms each
+subscription before ``subscribe`` returns, and reconnects with backoff, resubscribing every channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from broadcaster import BroadcastBackend, Event
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["RedisPubSubBackend"]
+
+logger = logging.getLogger("fastapi_channels.backends")
+
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+class RedisPubSubBackend(BroadcastBackend):
+    """Publish and subscribe through Redis pub/sub (``redis://`` and ``rediss://`` URLs)."""
+
+    subscribe_timeout = 5.0
+    backoff_initial = 0.1
+    backoff_max = 5.0
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redis: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._channels: set[str] = set()
+        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._wakeup = asyncio.Event()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def connect(self) -> None:
+        """Open the connections, failing fast when Redis cannot be reached."""
+        self._redis = Redis.from_url(self._url)
+        try:
+            await self._redis.ping()
+        except _CONNECTION_ERRORS as exc:
+            await self._redis.aclose()
+            raise ConnectionError(f"Cannot reach Redis at {self._url!r} for broadcasting: {exc}") from exc
+        self._pubsub = self._redis.pubsub()
+        self._reader = asyncio.create_task(self._read(), name="fastapi-channels-redis-reader")
+
+    async def disconnect(self) -> None:
+        """Stop reading and close the connections."""
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except asyncio.CancelledError:
+                pass
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe and wait until Redis confirms, so no later publish is missed."""
+        assert self._pubsub is not None, "connect() first"
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(channel, []).append(confirmed)
+        self._channels.add(channel)
+        try:
+            await self._pubsub.subscribe(channel)
+            self._wakeup.set()
+            await asyncio.wait_for(asyncio.shield(confirmed), self.subscribe_timeout)
+        except BaseException:
+            waiting = self._confirmations.get(channel, [])
+            if confirmed in waiting:
+                waiting.remove(confirmed)
+            raise
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel``."""
+        self._channels.discard(channel)
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except _CONNECTION_ERRORS:
+                # The reader resubscribes only self._channels after reconnecting.
+                pass
+
+    async def publish(self, channel: str, message: Any) -> None:
+        """Publish ``message`` (text) to ``channel``."""
+        assert self._redis is not None, "connect() first"
+        await self._redis.publish(channel, message)
+
+    async def next_published(self) -> Event:
+        """Return the next message received on a subscribed channel."""
+        return await self._queue.get()
+
+    async def _read(self) -> None:
+        delay = self.backoff_initial
+        healthy = True
+        while True:
+            if not healthy:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                healthy = await self._reconnect()
+                continue
+            assert self._pubsub is not None
+            if not self._pubsub.subscribed:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
+                healthy = False
+                continue
+            delay = self.backoff_initial
+            if message is not None:
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind == "message":
+            self._queue.put_nowait(Event(channel=channel, message=_text(message["data"])))
+        elif kind == "subscribe":
+            for confirmed in self._confirmations.pop(channel, []):
+                if not confirmed.done():
+                    confirmed.set_result(None)
+
+    async def _reconnect(self) -> bool:
+        """Replace the broken pub/sub connection and resubscribe; return whether it worked."""
+        old, self._pubsub = self._pubsub, None
+        if old is not None:
+            try:
+                await old.aclose()  # type: ignore[no-untyped-call]
+            except Exception:  # the old connection is already broken
+                logger.debug("closing the broken pub/sub connection failed", exc_info=True)
+        assert self._redis is not None
+        self._pubsub = self._redis.pubsub()
+        try:
+            await self._redis.ping()
+            if self._channels:
+                await self._pubsub.subscribe(*self._channels)
+        except _CONNECTION_ERRORS as exc:
+            logger.warning("Redis is still unreachable: %s", exc)
+            return False
+        logger.warning("Redis pub/sub reconnected; resubscribed %d channel(s)", len(self._channels))
+        return True
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,204 @@
+"""The channel layer: publish through broadcaster, one subscription per channel per process, local fan-out.
+
+Each connection gets a bounded send queue drained by its own sender task, so a client that stops reading
+never holds up the others. When its queue is full the connection is closed with 1013 (try again later):
+a lagging client reconnects instead of silently missing messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from broadcaster import Broadcast
+from starlette import status
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+__all__ = ["ChannelLayer", "Connection", "create_broadcast", "DEFAULT_SEND_QUEUE_SIZE"]
+
+logger = logging.getLogger("fastapi_channels.layers")
+
+DEFAULT_SEND_QUEUE_SIZE = 256
+
+
+def create_broadcast(url: str) -> Broadcast:
+    """Build a ``Broadcast`` for ``url``, using our Redis backend for ``redis://`` and ``rediss://``."""
+    scheme = urlparse(url).scheme
+    if scheme in ("redis", "rediss"):
+        from fastapi_channels.backends import RedisPubSubBackend
+
+        return Broadcast(backend=RedisPubSubBackend(url))
+    try:
+        return Broadcast(url)
+    except ValueError:
+        raise ValueError(
+            f"Unsupported broadcast URL {url!r}: use memory://, redis://, rediss://, redis-stream://, "
+            "postgres:// or kafka://, or pass backend= / broadcast=."
+        ) from None
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Connection:
+    """One websocket's outbox: every frame for it goes through a bounded queue and one sender task."""
+
+    def __init__(self, websocket: WebSocket, channel: str, *, send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE) -> None:
+        self.id = uuid.uuid4().hex
+        self.websocket = websocket
+        self.channel = channel
+        self.closed = False
+        self.closing = False
+        self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=send_queue_size)
+
+    def send(self, text: str) -> None:
+        """Queue ``text`` for the client; a no-op once the connection is closing or closed."""
+        if self.closed or self.closing:
+            return
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            logger.warning("Closing connection %s on %r: the client is not reading fast enough", self.id, self.channel)
+            self._drain()
+            self.close(status.WS_1013_TRY_AGAIN_LATER, "Send queue full: the client is not reading.")
+
+    def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the socket after the frames already queued have been sent."""
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        try:
+            self._outbox.put_nowait(_Close(code, reason))
+        except asyncio.QueueFull:
+            self._drain()
+            self._outbox.put_nowait(_Close(code, reason))
+
+    def _drain(self) -> None:
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+
+    async def run_sender(self) -> None:
+        """Send queued frames until a close is requested or the client goes away."""
+        websocket = self.websocket
+        try:
+            while True:
+                item = await self._outbox.get()
+                if websocket.application_state != WebSocketState.CONNECTED:
+                    return
+                if isinstance(item, _Close):
+                    if websocket.client_state == WebSocketState.CONNECTED:
+                        await websocket.close(item.code, item.reason)
+                    return
+                await websocket.send_text(item)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The client went away mid-send; the receive loop sees the disconnect.
+            pass
+        finally:
+            self.closed = True
+
+
+@dataclass
+class _Group:
+    members: set[Connection] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pump: asyncio.Task[None] | None = None
+
+
+class ChannelLayer:
+    """Publish to channels and fan incoming messages out to this process's connections."""
+
+    def __init__(self, broadcast: Broadcast, *, send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE) -> None:
+        self.broadcast = broadcast
+        self.send_queue_size = send_queue_size
+        self._groups: dict[str, _Group] = {}
+        self._by_websocket: dict[int, Connection] = {}
+
+    async def publish(self, channel: str, text: str) -> None:
+        """Send ``text`` to every connection of ``channel`` on every process sharing the backend."""
+        await self.broadcast.publish(channel, text)
+
+    def connection_for(self, websocket: WebSocket) -> Connection | None:
+        """Return the live connection of ``websocket``, if it is in a channel on this process."""
+        return self._by_websocket.get(id(websocket))
+
+    def track(self, connection: Connection) -> None:
+        """Make ``connection`` reachable by its websocket (for personal messages and error frames)."""
+        self._by_websocket[id(connection.websocket)] = connection
+
+    def untrack(self, connection: Connection) -> None:
+        """Forget ``connection``: messages for its websocket are dropped from now on."""
+        if self._by_websocket.get(id(connection.websocket)) is connection:
+            del self._by_websocket[id(connection.websocket)]
+
+    def count(self, channel: str) -> int:
+        """Return how many connections this process holds in ``channel``."""
+        group = self._groups.get(channel)
+        return len(group.members) if group else 0
+
+    def connections(self, channel: str) -> list[Connection]:
+        """Return this process's connections in ``channel``."""
+        group = self._groups.get(channel)
+        return list(group.members) if group else []
+
+    async def add(self, connection: Connection, *, max_connections: int | None = None) -> bool:
+        """Admit ``connection`` to its channel unless it is full; subscribe the process on first use."""
+        channel = connection.channel
+        group = self._groups.setdefault(channel, _Group())
+        # Checked and reserved without an await in between, so racing joins cannot overfill the channel.
+        if max_connections is not None and len(group.members) >= max_connections:
+            return False
+        group.members.add(connection)
+        try:
+            async with group.lock:
+                if group.pump is None or group.pump.done():
+                    await self._start_pump(channel, group)
+        except BaseException:
+            await self.discard(connection)
+            raise
+        return True
+
+    async def discard(self, connection: Connection) -> None:
+        """Remove ``connection``; unsubscribe the process when it was the channel's last one here."""
+        channel = connection.channel
+        group = self._groups.get(channel)
+        if group is None:
+            return
+        group.members.discard(connection)
+        async with group.lock:
+            if group.members or group.pump is None:
+                return
+            pump, group.pump = group.pump, None
+            pump.cancel()
+            try:
+                await pump
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                logger.exception("Unsubscribing from %r failed", channel)
+            if not group.members and self._groups.get(channel) is group:
+                del self._groups[channel]
+
+    async def _start_pump(self, channel: str, group: _Group) -> None:
+        subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        group.pump = asyncio.create_task(self._pump(channel, group, subscribed), name=f"fastapi-channels:{channel}")
+        await subscribed
+
+    async def _pump(self, channel: str, group: _Group, subscribed: asyncio.Future[None]) -> None:
+        try:
+            async with self.broadcast.subscribe(channel) as subscriber:
+                subscribed.set_result(None)
+                async for event in subscriber:  # type: ignore[union-attr]
+                    if event is None:
+                        continue
+                    for connection in list(group.members):
+                        connection.send(event.message)
+        except BaseException as exc:
+            if not subscribed.done():
+                subscribed.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise

@@ -1,0 +1,101 @@
+"""The wire format: parse incoming frames and render replies and error frames.
+
+Incoming frames are JSON text objects: ``{"action": "<name>", "request_id": <optional>, ...}``.
+Error frames are JSON objects with at least ``type``, ``status``, ``action``, ``request_id`` and ``errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi_channels.exceptions import ParseError, WebSocketException
+
+__all__ = [
+    "Frame",
+    "INTERNAL_ERROR_MESSAGE",
+    "action_of",
+    "error_payload",
+    "internal_error_payload",
+    "parse_frame",
+    "render",
+    "request_id_of",
+]
+
+Frame = dict[str, Any]
+
+INTERNAL_ERROR_MESSAGE = "Internal server error."
+
+
+def parse_frame(text: str) -> Frame:
+    """Decode one text frame into a JSON object, raising ``ParseError`` on anything else."""
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        raise ParseError(error_msg="The message is not valid JSON.") from None
+    except RecursionError:
+        # json raises RecursionError, not JSONDecodeError, on deeply nested input.
+        raise ParseError(error_msg="The message is nested too deeply.") from None
+    if not isinstance(decoded, dict):
+        raise ParseError(error_msg='The message must be a JSON object such as {"action": "..."}.')
+    return decoded
+
+
+def request_id_of(frame: Mapping[str, Any]) -> int | str | None:
+    """Return the frame's ``request_id`` if it is a number or a string, else None."""
+    value = frame.get("request_id")
+    if isinstance(value, bool):
+        return None
+    return value if isinstance(value, int | float | str) else None  # type: ignore[return-value]
+
+
+def action_of(frame: Mapping[str, Any]) -> str:
+    """Return the frame's action name, raising ``ParseError`` when it is missing or not a string."""
+    action = frame.get("action")
+    if action is None:
+        raise ParseError(error_msg='The message has no "action" field.')
+    if not isinstance(action, str) or not action:
+        raise ParseError(error_msg='The "action" field must be a non-empty string.')
+    return action
+
+
+def error_payload(
+    exc: WebSocketException,
+    *,
+    action: str | None = None,
+    request_id: int | str | None = None,
+) -> dict[str, Any]:
+    """Build the error frame for ``exc``; the exception's own action and request id win."""
+    payload: dict[str, Any] = {
+        "type": "response",
+        "status": exc.status,
+        "action": exc.action if exc.action is not None else action,
+        "request_id": exc.request_id if exc.request_id is not None else request_id,
+        "errors": exc.error_msg,
+        "code": exc.code,
+        "close": exc.close,
+    }
+    if exc.data is not None:
+        payload["data"] = exc.data
+    for key, value in exc.extra.items():
+        payload.setdefault(key, value)
+    return payload
+
+
+def internal_error_payload(*, action: str | None = None, request_id: int | str | None = None) -> dict[str, Any]:
+    """Build the generic error frame sent when a handler crashed; it reveals no internals."""
+    return {
+        "type": "response",
+        "status": "bad",
+        "action": action,
+        "request_id": request_id,
+        "errors": INTERNAL_ERROR_MESSAGE,
+        "code": 1011,
+        "close": True,
+    }
+
+
+def render(payload: Any) -> str:
+    """Encode a payload as compact JSON text, keeping non-ASCII characters readable."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
