@@ -65,7 +65,7 @@ class FastAPIChannel:
         if self._own_broadcast:
             await self.broadcast.connect()
         if self.limiter_url and urlparse(self.limiter_url).scheme in ("redis", "rediss"):
-            redis = Redis.from_url(self.limiter_url)
+            redis = Redis.from_url(self.limiter_url, socket_connect_timeout=5, socket_timeout=5)
             try:
                 await redis.ping()
             except Exception as exc:

@@ -44,7 +44,7 @@ class RedisPubSubBackend(BroadcastBackend):
 
     async def connect(self) -> None:
         """Open the connections, failing fast when Redis cannot be reached."""
-        self._redis = Redis.from_url(self._url)
+        self._redis = Redis.from_url(self._url, socket_connect_timeout=5, socket_timeout=5)
         try:
             await self._redis.ping()
         except _CONNECTION_ERRORS as exc:

@@ -68,6 +68,8 @@ class _Request:
 
 
 _current_request: contextvars.ContextVar[_Request] = contextvars.ContextVar("fastapi_channels_request")
+# The configuration of the connection being served, so broadcasts from its handlers reach its own app.
+_current_config: contextvars.ContextVar[FastAPIChannel] = contextvars.ContextVar("fastapi_channels_config")
 
 
 class BaseChannel:
@@ -139,6 +141,10 @@ class BaseChannel:
             if isinstance(config, FastAPIChannel):
                 return config
             raise RuntimeError("The app given to this channel has no channels: call add_channel(app).")
+        if websocket is None:
+            current = _current_config.get(None)
+            if current is not None and current.started:
+                return current
         return get_channel_config(websocket)
 
     def get_permissions(self, config: FastAPIChannel) -> PermissionLike:
@@ -274,14 +280,19 @@ class BaseChannel:
         if websocket.application_state == WebSocketState.CONNECTING:
             await websocket.accept()
         config.layer.track(connection)
+        token = _current_config.set(config)
         sender = asyncio.create_task(connection.run_sender(), name=f"fastapi-channels-send:{connection.id}")
         try:
             if await self._admit(connection, config):
                 try:
                     await self._run_session(connection, config)
+                except Exception as exc:
+                    # Raised by a lifespan on exit, after the last frame's own error boundary.
+                    await self.handle_exception(connection, exc)
                 finally:
                     await config.layer.discard(connection)
         finally:
+            _current_config.reset(token)
             connection.close()
             await _finish(sender)
             config.layer.untrack(connection)
@@ -455,7 +466,7 @@ class _Registered:
 
     spec: ActionSpec
     target: str | Callable[..., Any]
-    accepted: frozenset[str] | None  # None: the handler takes **kwargs
+    accepted: frozenset[str] | None  # None: pass websocket, channel and data only
 
     @classmethod
     def for_method(cls, spec: ActionSpec, attribute: str, func: Any) -> _Registered:
@@ -482,9 +493,11 @@ class _Registered:
 
 def _accepted_keywords(func: Callable[..., Any]) -> frozenset[str] | None:
     parameters = inspect.signature(func).parameters.values()
+    named = frozenset(parameter.name for parameter in parameters)
     if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
-        return None
-    return frozenset(parameter.name for parameter in parameters)
+        # **kwargs receives websocket, channel and data, plus any other keyword the handler names itself.
+        return named | {"websocket", "channel", "data"}
+    return named
 
 
 def _check_channel_name(channel: Any) -> str:

@@ -54,7 +54,7 @@ class WebSocketException(StarletteWebSocketException):
         **extra: Any,
     ) -> None:
         self.error_msg = error_msg or reason or self.default_error_msg
-        super().__init__(code or self.default_code, reason if reason is not None else self.error_msg[:120])
+        super().__init__(code or self.default_code, _fit_close_reason(reason if reason is not None else self.error_msg))
         self.close = self.default_close if close is None else close
         self.status = status or "bad"
         self.data = data
@@ -67,6 +67,14 @@ class WebSocketException(StarletteWebSocketException):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, error_msg={self.error_msg!r}, close={self.close!r})"
+
+
+def _fit_close_reason(reason: str) -> str:
+    # RFC 6455 leaves 123 bytes for the close reason; cut on a character boundary.
+    encoded = reason.encode()
+    if len(encoded) <= 123:
+        return reason
+    return encoded[:120].decode(errors="ignore") + "..."
 
 
 class PermissionDenied(WebSocketException):

@@ -8,6 +8,7 @@ a lagging client reconnects instead of silently missing messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class Connection:
         self.closed = False
         self.closing = False
         self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=send_queue_size)
+        self._sender: asyncio.Task[None] | None = None
+        self._force_close: asyncio.Task[None] | None = None
 
     def send(self, text: str) -> None:
         """Queue ``text`` for the client; a no-op once the connection is closing or closed."""
@@ -67,6 +70,18 @@ class Connection:
             logger.warning("Closing connection %s on %r: the client is not reading fast enough", self.id, self.channel)
             self._drain()
             self.close(status.WS_1013_TRY_AGAIN_LATER, "Send queue full: the client is not reading.")
+            # The sender is likely stuck writing to a client that does not read: stop it and close from here.
+            if self._sender is not None and not self._sender.done():
+                self._sender.cancel()
+                self._force_close = asyncio.create_task(self._close_now(status.WS_1013_TRY_AGAIN_LATER))
+
+    async def _close_now(self, code: int) -> None:
+        if self._sender is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.websocket.close(code, "Send queue full: the client is not reading."), 10)
 
     def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the socket after the frames already queued have been sent."""
@@ -86,6 +101,7 @@ class Connection:
     async def run_sender(self) -> None:
         """Send queued frames until a close is requested or the client goes away."""
         websocket = self.websocket
+        self._sender = asyncio.current_task()
         try:
             while True:
                 item = await self._outbox.get()

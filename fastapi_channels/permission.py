@@ -166,7 +166,8 @@ async def has_permission(permission: PermissionLike, websocket: WebSocket, actio
 
 def check_permission_like(permission: Any) -> None:
     """Raise TypeError at definition time when ``permission`` is not a permission form."""
-    if permission is None or isinstance(permission, bool | BasePermission) or callable(permission):
+    # A tuple, not ``bool | BasePermission``: the permission metaclass turns ``|`` into an OR permission.
+    if permission is None or isinstance(permission, (bool, BasePermission)) or callable(permission):
         return
     if isinstance(permission, list | tuple):
         for item in permission:
