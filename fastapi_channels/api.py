@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 from fastapi_channels.exceptions import WebSocketException
 from fastapi_channels.layers import DEFAULT_SEND_QUEUE_SIZE, ChannelLayer, create_broadcast
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
-from fastapi_channels.throttling import LimiterBackend
+from fastapi_channels.throttling import LimiterBackend, check_throttle_like
 
 __all__ = ["add_channel", "FastAPIChannel", "get_channel_config"]
 
@@ -46,6 +46,7 @@ class FastAPIChannel:
         if sum(option is not None for option in (url, backend, broadcast)) > 1:
             raise ValueError("Pass only one of url=, backend= and broadcast= to add_channel().")
         check_permission_like(permission_classes)
+        check_throttle_like(throttle_classes)
         if limiter_url is not None and urlparse(limiter_url).scheme not in ("redis", "rediss", "memory"):
             raise ValueError(f"limiter_url must be a redis://, rediss:// or memory:// URL, not {limiter_url!r}.")
         if send_queue_size < 1:

@@ -46,7 +46,7 @@ from fastapi_channels.protocol import (
     render,
     request_id_of,
 )
-from fastapi_channels.throttling import LimitHandled, RateSpec, get_limits
+from fastapi_channels.throttling import LimitHandled, RateSpec, check_throttle_like, get_limits
 
 __all__ = ["BaseChannel", "Channel", "websocket_exception_handler"]
 
@@ -108,6 +108,7 @@ class BaseChannel:
         check_permission_like(self.permission_classes)
         if throttle_classes is not None:
             self.throttle_classes = throttle_classes
+        check_throttle_like(self.throttle_classes)
         self.app = app
         self.events = ChannelEvents(
             on_join=on_join if on_join is not None else self.on_join,
@@ -294,6 +295,9 @@ class BaseChannel:
         finally:
             _current_config.reset(token)
             connection.close()
+            if connection.closed:
+                # The socket is already gone, so nothing is left to flush and nothing would wake the sender.
+                sender.cancel()
             await _finish(sender)
             config.layer.untrack(connection)
 
@@ -423,6 +427,8 @@ class Channel(BaseChannel):
     ) -> Callable[[F], F]:
         """Register a plain function as an action of this channel object only."""
         from fastapi_channels.decorators import action as declare
+
+        check_permission_like(permission)
 
         def decorator(func: F) -> F:
             declare(name, permission=permission, deprecated=deprecated)(func)

@@ -32,14 +32,24 @@ class _PermissionMeta(type):
     def __rand__(cls, other: PermissionLike) -> BasePermission:
         return AND(other, cls)
 
-    def __or__(cls, other: PermissionLike) -> BasePermission:  # type: ignore[override]
+    def __or__(cls, other: Any) -> Any:
+        if _is_plain_type(other):
+            # ``SomePermission | None`` in a runtime annotation stays a type union.
+            return type.__or__(cls, other)
         return OR(cls, other)
 
-    def __ror__(cls, other: PermissionLike) -> BasePermission:  # type: ignore[override]
+    def __ror__(cls, other: Any) -> Any:
+        if _is_plain_type(other):
+            return type.__ror__(cls, other)
         return OR(other, cls)
 
     def __invert__(cls) -> BasePermission:
         return NOT(cls)
+
+
+def _is_plain_type(value: Any) -> bool:
+    """Whether ``value`` is None or a class that is not a permission (so ``|`` means a type union)."""
+    return value is None or (isinstance(value, type) and not isinstance(value, _PermissionMeta))
 
 
 class BasePermission(metaclass=_PermissionMeta):
@@ -103,6 +113,8 @@ class AND(BasePermission):
     """Allow when both operands allow; the second is not checked when the first denies."""
 
     def __init__(self, first: PermissionLike, second: PermissionLike) -> None:
+        check_permission_like(first)
+        check_permission_like(second)
         self.first, self.second = first, second
 
     async def has_permission(self, websocket: WebSocket, action: str | None, **context: Any) -> bool:
@@ -116,6 +128,8 @@ class OR(BasePermission):
     """Allow when either operand allows; the second is not checked when the first allows."""
 
     def __init__(self, first: PermissionLike, second: PermissionLike) -> None:
+        check_permission_like(first)
+        check_permission_like(second)
         self.first, self.second = first, second
 
     async def has_permission(self, websocket: WebSocket, action: str | None, **context: Any) -> bool:
@@ -129,6 +143,7 @@ class NOT(BasePermission):
     """Allow when the operand denies."""
 
     def __init__(self, operand: PermissionLike) -> None:
+        check_permission_like(operand)
         self.operand = operand
 
     async def has_permission(self, websocket: WebSocket, action: str | None, **context: Any) -> bool:

@@ -121,11 +121,22 @@ def limiter(
             the action is not run either way.
     """
     period = milliseconds + 1000 * (seconds + 60 * minutes + 3600 * hours)
-    if not isinstance(times, int) or times < 1:
+    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
         raise ValueError(f"limiter(times=...) must be a positive integer, not {times!r}.")
     if period <= 0:
         raise ValueError("limiter() needs a period: pass milliseconds=, seconds=, minutes= or hours=.")
     return RateSpec(times=times, milliseconds=period, identifier=identifier, ws_callback=ws_callback)
+
+
+def check_throttle_like(throttles: Any) -> None:
+    """Raise TypeError at definition time unless ``throttles`` is a sequence of limits."""
+    if throttles is None:
+        return
+    if isinstance(throttles, RateSpec | str) or not isinstance(throttles, list | tuple):
+        raise TypeError(f"throttle_classes must be a list of limiter(...) or WebSocketRateLimiter, not {throttles!r}.")
+    for throttle in throttles:
+        if not (isinstance(throttle, RateSpec | WebSocketRateLimiter) or callable(throttle)):
+            raise TypeError(f"{throttle!r} in throttle_classes is neither limiter(...) nor a WebSocketRateLimiter.")
 
 
 def get_limits(func: Any) -> tuple[RateSpec, ...]:
@@ -137,8 +148,8 @@ def _validate(specs: list[RateSpec]) -> None:
     rates = sorted((spec.rate() for spec in specs), key=lambda rate: rate.interval)
     if not validate_rate_list(rates):
         raise ValueError(
-            f"These limits contradict each other: {', '.join(map(str, specs))}. "
-            "A longer period must allow more requests than a shorter one."
+            f"These limits contradict each other: {', '.join(map(str, specs))}. Each longer period must allow "
+            "more requests than a shorter one, at the same or a lower rate (e.g. 5 per second with 100 per minute)."
         )
 
 
