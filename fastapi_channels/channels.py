@@ -285,21 +285,17 @@ class BaseChannel:
         sender = asyncio.create_task(connection.run_sender(), name=f"fastapi-channels-send:{connection.id}")
         try:
             if await self._admit(connection, config):
-                try:
-                    await self._run_session(connection, config)
-                except Exception as exc:
-                    # Raised by a lifespan on exit, after the last frame's own error boundary.
-                    await self.handle_exception(connection, exc)
-                finally:
-                    await config.layer.discard(connection)
+                await self._run_session(connection, config)
         finally:
             _current_config.reset(token)
             connection.close()
             if connection.closed:
                 # The socket is already gone, so nothing is left to flush and nothing would wake the sender.
                 sender.cancel()
-            await _finish(sender)
-            config.layer.untrack(connection)
+            try:
+                await _finish(sender)
+            finally:
+                config.layer.untrack(connection)
 
     async def _admit(self, connection: Connection, config: FastAPIChannel) -> bool:
         websocket, channel = connection.websocket, connection.channel
@@ -317,7 +313,9 @@ class BaseChannel:
 
     async def _run_session(self, connection: Connection, config: FastAPIChannel) -> None:
         websocket, channel = connection.websocket, connection.channel
-        async with contextlib.AsyncExitStack() as stack:
+        stack = contextlib.AsyncExitStack()
+        joined = False
+        try:
             try:
                 await stack.enter_async_context(self.events.open_lifespan(self, websocket, channel))
                 await self.events.run_join(websocket, channel)
@@ -325,12 +323,26 @@ class BaseChannel:
                 await self.handle_exception(connection, exc)
                 if connection.closing or connection.closed:
                     return
-            try:
-                await self._receive_loop(connection)
-            finally:
-                # Leave the fan-out first, so the leave handlers' broadcasts reach only those who stay.
-                await config.layer.discard(connection)
+            joined = True
+            await self._receive_loop(connection)
+        finally:
+            # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
+            await asyncio.shield(asyncio.ensure_future(self._leave(connection, config, stack, joined=joined)))
+
+    async def _leave(
+        self, connection: Connection, config: FastAPIChannel, stack: contextlib.AsyncExitStack, *, joined: bool
+    ) -> None:
+        websocket, channel = connection.websocket, connection.channel
+        try:
+            # Leave the fan-out first, so the leave handlers' broadcasts reach only those who stay.
+            await config.layer.discard(connection)
+            if joined:
                 await self.events.run_leave(websocket, channel)
+        finally:
+            try:
+                await stack.aclose()
+            except Exception:
+                logger.exception("The lifespan of a connection to %r failed on exit", channel)
 
     async def _receive_loop(self, connection: Connection) -> None:
         websocket = connection.websocket
@@ -523,10 +535,12 @@ async def _call_fastapi_limiter(throttle: Callable[..., Any], websocket: WebSock
 
 
 async def _finish(sender: asyncio.Task[None]) -> None:
+    """Let the sender flush what is queued, for a bounded time; it never outlives the connection."""
     try:
-        await asyncio.wait_for(sender, SENDER_FLUSH_TIMEOUT)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
-        sender.cancel()
+        await asyncio.wait({sender}, timeout=SENDER_FLUSH_TIMEOUT)
+    finally:
+        if not sender.done():
+            sender.cancel()
 
 
 def _lookup_handler(websocket: WebSocket, exc: WebSocketException) -> Callable[..., Any]:

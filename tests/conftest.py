@@ -139,19 +139,21 @@ def channel_name() -> str:
 def run_uvicorn(app: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[str]:
     """Serve ``module:attribute`` with a real uvicorn process; yield its ``http://host:port`` base URL."""
     port = free_port()
+    # The server's output goes to a file: a pipe nobody reads would block a chatty server.
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=cwd,
         env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 20
         while True:
             if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"uvicorn exited early:\n{output}")
+                log.seek(0)
+                raise RuntimeError(f"uvicorn exited early:\n{log.read().decode(errors='replace')}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
             if time.monotonic() > deadline:
@@ -165,3 +167,4 @@ def run_uvicorn(app: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        log.close()
