@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 from broadcaster import Broadcast, BroadcastBackend
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from starlette.websockets import WebSocket
 
 from fastapi_channels.exceptions import WebSocketException
@@ -66,7 +68,9 @@ class FastAPIChannel:
         if self._own_broadcast:
             await self.broadcast.connect()
         if self.limiter_url and urlparse(self.limiter_url).scheme in ("redis", "rediss"):
-            redis = Redis.from_url(self.limiter_url, socket_connect_timeout=5, socket_timeout=5)
+            redis = Redis.from_url(
+                self.limiter_url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3)
+            )
             try:
                 await redis.ping()
             except Exception as exc:

@@ -15,10 +15,12 @@ from typing import Any
 from broadcaster import BroadcastBackend, Event
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RedisPubSubBackend"]
+__all__ = ["RedisPubSubBackend", "PostgresBackend"]
 
 logger = logging.getLogger("fastapi_channels.backends")
 
@@ -44,7 +46,11 @@ class RedisPubSubBackend(BroadcastBackend):
 
     async def connect(self) -> None:
         """Open the connections, failing fast when Redis cannot be reached."""
-        self._redis = Redis.from_url(self._url, socket_connect_timeout=5, socket_timeout=5)
+        # Retried on a fresh connection: after a Redis restart every pooled connection is stale, and the first
+        # command on each would otherwise fail (redis-py's from_url does not retry by default).
+        self._redis = Redis.from_url(
+            self._url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3)
+        )
         try:
             await self._redis.ping()
         except _CONNECTION_ERRORS as exc:
@@ -157,6 +163,64 @@ class RedisPubSubBackend(BroadcastBackend):
             return False
         logger.warning("Redis pub/sub reconnected; resubscribed %d channel(s)", len(self._channels))
         return True
+
+
+class PostgresBackend(BroadcastBackend):
+    """Publish and subscribe through PostgreSQL LISTEN/NOTIFY (``postgres://`` and ``postgresql://`` URLs).
+
+    broadcaster 0.3.1's own backend runs LISTEN, UNLISTEN and NOTIFY on one asyncpg connection at once, which
+    fails with "another operation is in progress" as soon as two channels are joined, or a message is
+    published while one is joined. This one listens on one connection and notifies on another, and runs one
+    operation at a time on each. Needs asyncpg (the ``postgres`` extra).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._listener: Any = None
+        self._notifier: Any = None
+        self._listen_lock = asyncio.Lock()
+        self._notify_lock = asyncio.Lock()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def connect(self) -> None:
+        """Open the listening and the notifying connections."""
+        import asyncpg  # type: ignore[import-untyped]
+
+        try:
+            self._listener = await asyncpg.connect(self._url)
+            self._notifier = await asyncpg.connect(self._url)
+        except (OSError, asyncpg.PostgresError) as exc:
+            await self.disconnect()
+            raise ConnectionError(f"Cannot reach PostgreSQL at {self._url!r} for broadcasting: {exc}") from exc
+
+    async def disconnect(self) -> None:
+        """Close both connections."""
+        for connection in (self._listener, self._notifier):
+            if connection is not None:
+                await connection.close()
+        self._listener = self._notifier = None
+
+    async def subscribe(self, channel: str) -> None:
+        """LISTEN to ``channel``."""
+        async with self._listen_lock:
+            await self._listener.add_listener(channel, self._on_notification)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop listening to ``channel``."""
+        async with self._listen_lock:
+            await self._listener.remove_listener(channel, self._on_notification)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        """NOTIFY ``channel`` with ``message`` (text)."""
+        async with self._notify_lock:
+            await self._notifier.execute("SELECT pg_notify($1, $2)", channel, message)
+
+    async def next_published(self) -> Event:
+        """Return the next notification received on a channel listened to."""
+        return await self._queue.get()
+
+    def _on_notification(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self._queue.put_nowait(Event(channel=channel, message=payload))
 
 
 def _text(value: Any) -> str:

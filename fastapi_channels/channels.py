@@ -209,14 +209,22 @@ class BaseChannel:
     async def broadcast_to_channel(self, channel: str, message: Any) -> None:
         """Send ``message`` to every connection of ``channel``, on every process sharing the backend."""
         text = await self.to_text(message)
-        await self.get_config().layer.publish(channel, text)
+        config = self.get_config()
+        if not config.started:
+            # Otherwise the broadcaster fails with an AttributeError that says nothing useful.
+            raise RuntimeError(
+                "The channel layer is not running: broadcast while the app runs (after its startup; in tests, "
+                "inside `with TestClient(app) as client:`)."
+            )
+        await config.layer.publish(channel, text)
 
     async def broadcast_to_personal(self, websocket: WebSocket, message: Any) -> None:
         """Send ``message`` to one socket; a no-op when it has already closed."""
         text = await self.to_text(message)
         connection = self.get_config(websocket).layer.connection_for(websocket)
         if connection is not None:
-            connection.send(text)
+            # Waits until written, so a reply sent just before the handler closes the socket is not lost.
+            await connection.deliver(text)
             return
         if websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
@@ -278,22 +286,30 @@ class BaseChannel:
         channel = _check_channel_name(channel) if channel is not None else self.channel
         config = self.get_config(websocket)
         connection = Connection(websocket, channel, send_queue_size=config.layer.send_queue_size)
-        if websocket.application_state == WebSocketState.CONNECTING:
-            await websocket.accept()
         config.layer.track(connection)
         token = _current_config.set(config)
-        sender = asyncio.create_task(connection.run_sender(), name=f"fastapi-channels-send:{connection.id}")
+        sender: asyncio.Task[None] | None = None
+        admitted = session_started = False
         try:
-            if await self._admit(connection, config):
+            # Join the channel before the handshake completes: a client that sees the socket open misses nothing.
+            admitted = await self._admit(connection, config)
+            if websocket.application_state == WebSocketState.CONNECTING:
+                await websocket.accept()
+            sender = asyncio.create_task(connection.run_sender(), name=f"fastapi-channels-send:{connection.id}")
+            if admitted:
+                session_started = True
                 await self._run_session(connection, config)
         finally:
             _current_config.reset(token)
-            connection.close()
-            if connection.closed:
-                # The socket is already gone, so nothing is left to flush and nothing would wake the sender.
-                sender.cancel()
             try:
-                await _finish(sender)
+                if admitted and not session_started:
+                    await asyncio.shield(asyncio.ensure_future(config.layer.discard(connection)))
+                connection.close()
+                if sender is not None:
+                    if connection.closed:
+                        # The socket is already gone: nothing is left to flush and nothing would wake the sender.
+                        sender.cancel()
+                    await _finish(sender)
             finally:
                 config.layer.untrack(connection)
 
@@ -307,6 +323,9 @@ class BaseChannel:
             if isinstance(exc, WebSocketException):
                 # A connection that may not join never stays open.
                 exc.close = True
+            if websocket.application_state == WebSocketState.CONNECTING:
+                # Accepted so that the client reads why, rather than a bare handshake failure.
+                await websocket.accept()
             await self.handle_exception(connection, exc)
             return False
         return True

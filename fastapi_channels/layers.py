@@ -26,12 +26,16 @@ DEFAULT_SEND_QUEUE_SIZE = 256
 
 
 def create_broadcast(url: str) -> Broadcast:
-    """Build a ``Broadcast`` for ``url``, using our Redis backend for ``redis://`` and ``rediss://``."""
+    """Build a ``Broadcast`` for ``url``, using our own backends for Redis pub/sub and PostgreSQL."""
     scheme = urlparse(url).scheme
     if scheme in ("redis", "rediss"):
         from fastapi_channels.backends import RedisPubSubBackend
 
         return Broadcast(backend=RedisPubSubBackend(url))
+    if scheme in ("postgres", "postgresql"):
+        from fastapi_channels.backends import PostgresBackend
+
+        return Broadcast(backend=PostgresBackend(url))
     try:
         return Broadcast(url)
     except ValueError:
@@ -47,6 +51,18 @@ class _Close:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Tracked:
+    """A frame whose sender waits until it has been written."""
+
+    text: str
+    written: asyncio.Future[None]
+
+    def settle(self) -> None:
+        if not self.written.done():
+            self.written.set_result(None)
+
+
 class Connection:
     """One websocket's outbox: every frame for it goes through a bounded queue and one sender task."""
 
@@ -56,7 +72,7 @@ class Connection:
         self.channel = channel
         self.closed = False
         self.closing = False
-        self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=send_queue_size)
+        self._outbox: asyncio.Queue[str | _Tracked | _Close] = asyncio.Queue(maxsize=send_queue_size)
         self._sender: asyncio.Task[None] | None = None
         self._force_close: asyncio.Task[None] | None = None
 
@@ -67,13 +83,28 @@ class Connection:
         try:
             self._outbox.put_nowait(text)
         except asyncio.QueueFull:
-            logger.warning("Closing connection %s on %r: the client is not reading fast enough", self.id, self.channel)
-            self._drain()
-            self.close(status.WS_1013_TRY_AGAIN_LATER, "Send queue full: the client is not reading.")
-            # The sender is likely stuck writing to a client that does not read: stop it and close from here.
-            if self._sender is not None and not self._sender.done():
-                self._sender.cancel()
-                self._force_close = asyncio.create_task(self._close_now(status.WS_1013_TRY_AGAIN_LATER))
+            self._overflow()
+
+    async def deliver(self, text: str) -> None:
+        """Queue ``text`` and wait until it has been written, or the connection has ended."""
+        if self.closed or self.closing:
+            return
+        tracked = _Tracked(text, asyncio.get_running_loop().create_future())
+        try:
+            self._outbox.put_nowait(tracked)
+        except asyncio.QueueFull:
+            self._overflow()
+            return
+        await tracked.written
+
+    def _overflow(self) -> None:
+        logger.warning("Closing connection %s on %r: the client is not reading fast enough", self.id, self.channel)
+        self._drain()
+        self.close(status.WS_1013_TRY_AGAIN_LATER, "Send queue full: the client is not reading.")
+        # The sender is likely stuck writing to a client that does not read: stop it and close from here.
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+            self._force_close = asyncio.create_task(self._close_now(status.WS_1013_TRY_AGAIN_LATER))
 
     async def _close_now(self, code: int) -> None:
         if self._sender is not None:
@@ -96,12 +127,15 @@ class Connection:
 
     def _drain(self) -> None:
         while not self._outbox.empty():
-            self._outbox.get_nowait()
+            item = self._outbox.get_nowait()
+            if isinstance(item, _Tracked):
+                item.settle()
 
     async def run_sender(self) -> None:
         """Send queued frames until a close is requested or the client goes away."""
         websocket = self.websocket
         self._sender = asyncio.current_task()
+        item: str | _Tracked | _Close | None = None
         try:
             while True:
                 item = await self._outbox.get()
@@ -111,12 +145,17 @@ class Connection:
                     if websocket.client_state == WebSocketState.CONNECTED:
                         await websocket.close(item.code, item.reason)
                     return
-                await websocket.send_text(item)
+                await websocket.send_text(item.text if isinstance(item, _Tracked) else item)
+                if isinstance(item, _Tracked):
+                    item.settle()
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The client went away mid-send; the receive loop sees the disconnect.
             pass
         finally:
             self.closed = True
+            if isinstance(item, _Tracked):
+                item.settle()
+            self._drain()
 
 
 @dataclass
@@ -214,6 +253,9 @@ class ChannelLayer:
                         continue
                     for connection in list(group.members):
                         connection.send(event.message)
+                    # Let the senders run between events: a burst that arrives at once must not overflow the
+                    # queues of clients that are reading.
+                    await asyncio.sleep(0)
         except BaseException as exc:
             if not subscribed.done():
                 subscribed.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
