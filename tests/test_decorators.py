@@ -2,61 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import anyio
 import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketTestSession
 
-from fastapi_channels import add_channel
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action, get_action_spec
 from fastapi_channels.permission import DenyAll
-
-TIMEOUT = 5.0
-
-
-def receive(ws: WebSocketTestSession, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """Return the next ASGI message the server sent to ``ws``, failing after ``timeout`` seconds."""
-
-    async def next_message() -> dict[str, Any]:
-        with anyio.fail_after(timeout):
-            # The session's own receive() has no timeout; this reads the same stream with one.
-            message: dict[str, Any] = await ws._send_rx.receive()
-            return message
-
-    return ws.portal.call(next_message)
-
-
-def receive_json(ws: WebSocketTestSession) -> Any:
-    """Return the next text frame decoded as JSON, failing when the server closed instead."""
-    message = receive(ws)
-    assert message["type"] == "websocket.send", message
-    return json.loads(message["text"])
-
-
-def call(ws: WebSocketTestSession, name: str, **fields: Any) -> Any:
-    """Send the action ``name`` and return the answer."""
-    ws.send_json({"action": name, **fields})
-    return receive_json(ws)
+from fastapi_channels.testing import receive, receive_json
+from tests.helpers import call, new_app, route
 
 
 def serve(*rooms: BaseChannel) -> FastAPI:
     """An app serving ``rooms[i]`` at ``/ws/<i>``."""
-    app = FastAPI()
-    add_channel(app)
+    app = new_app()
     for index, room in enumerate(rooms):
-
-        def endpoint_for(room: BaseChannel) -> Any:
-            async def endpoint(websocket: WebSocket) -> None:
-                await room.connect(websocket)
-
-            return endpoint
-
-        app.add_api_websocket_route(f"/ws/{index}", endpoint_for(room))
+        route(app, f"/ws/{index}", room)
     return app
 
 

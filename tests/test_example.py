@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from example.app import JOIN_NOTICE, LEAVE_NOTICE, URL_VARIABLE, create_app
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.exceptions import ActionIsDeprecated, PermissionDenied, RateLimitExceeded, WebSocketException
-from tests.apps.frames import receive_close, receive_json, receive_text
+from fastapi_channels.testing import receive_close, receive_json, receive_text
 from tests.apps.seed_app import load_seed
 from tests.conftest import run_uvicorn
 
@@ -357,7 +357,7 @@ def test_person_room_close_action_closes_socket(client: TestClient) -> None:
         join_person_room(first, 1)
         join_person_room(second, 2)
         first.send_json(chat("close", 3))
-        assert receive_close(first) == 1000
+        assert receive_close(first)[0] == 1000
         # Only the sender's socket closed: the other member still chats.
         second.send_json(chat("message", 4))
         assert receive_json(second) == reply("message", 4)
@@ -385,7 +385,7 @@ def test_person_room_third_connection_refused(client: TestClient) -> None:
             frame = receive_json(third)
             assert frame["status"] == "bad" and frame["errors"]
             assert frame["code"] == 1013 and frame["close"] is True
-            assert receive_close(third) == 1013
+            assert receive_close(third)[0] == 1013
         first.send_json(chat("count", 3))
         assert receive_json(first) == reply("count", 3, message=2)
 
@@ -422,7 +422,7 @@ def test_group_room_error_true_closes_with_1008_after_frame(client: TestClient) 
         frame = receive_json(ws)
         assert_error(frame, "error_true", 9, code=1008, close=True)
         assert frame["errors"] == PermissionDenied.default_error_msg
-        assert receive_close(ws) == 1008
+        assert receive_close(ws)[0] == 1008
 
 
 def test_group_room_error_false_keeps_socket_open(client: TestClient) -> None:
@@ -440,7 +440,7 @@ def test_group_room_close_action_closes_socket(client: TestClient) -> None:
     with client.websocket_connect("/group") as ws:
         assert receive_text(ws) == JOIN_NOTICE
         ws.send_json(chat("close", 1))
-        assert receive_close(ws) == 1000
+        assert receive_close(ws)[0] == 1000
 
 
 @pytest.mark.parametrize("how", ["client_close", "close_action", "error_true"])
@@ -453,11 +453,11 @@ def test_group_room_member_leaving_notifies_remaining(client: TestClient, how: s
                 leaves.close(1000)
             elif how == "close_action":
                 leaves.send_json(chat("close", 1))
-                assert receive_close(leaves) == 1000
+                assert receive_close(leaves)[0] == 1000
             else:
                 leaves.send_json(chat("error_true", 1))
                 assert receive_json(leaves)["close"] is True
-                assert receive_close(leaves) == 1008
+                assert receive_close(leaves)[0] == 1008
             # Still inside the block: leaving it makes TestClient cancel the server task of this socket,
             # which a real server never does, and would cut the leave handler's publish short.
             assert receive_text(stays, FRAME_TIMEOUT) == "leave successfully"

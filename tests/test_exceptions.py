@@ -6,14 +6,12 @@ import json
 import logging
 from typing import Any
 
-import anyio
 import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from starlette.exceptions import WebSocketException as StarletteWebSocketException
 from starlette.testclient import WebSocketTestSession
 
-from fastapi_channels import add_channel
 from fastapi_channels.channels import Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import (
@@ -28,40 +26,10 @@ from fastapi_channels.exceptions import (
     WebSocketException,
 )
 from fastapi_channels.protocol import error_payload
+from fastapi_channels.testing import receive_close, receive_json, receive_text
+from tests.helpers import new_app, route
 
-TIMEOUT = 5.0
 MAX_REASON_BYTES = 123
-
-
-def receive(ws: WebSocketTestSession, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """Return the next ASGI message the server sent to ``ws``, failing after ``timeout`` seconds."""
-
-    async def next_message() -> dict[str, Any]:
-        with anyio.fail_after(timeout):
-            # The session's own receive() has no timeout; this reads the same stream with one.
-            message: dict[str, Any] = await ws._send_rx.receive()
-            return message
-
-    return ws.portal.call(next_message)
-
-
-def receive_text(ws: WebSocketTestSession) -> str:
-    """Return the next text frame, failing when the server closed instead."""
-    message = receive(ws)
-    assert message["type"] == "websocket.send", message
-    return str(message["text"])
-
-
-def receive_json(ws: WebSocketTestSession) -> Any:
-    """Return the next text frame decoded as JSON."""
-    return json.loads(receive_text(ws))
-
-
-def receive_close(ws: WebSocketTestSession) -> dict[str, Any]:
-    """Return the server's close message, failing when a frame arrives instead."""
-    message = receive(ws)
-    assert message["type"] == "websocket.close", message
-    return message
 
 
 def assert_open(ws: WebSocketTestSession) -> None:
@@ -223,8 +191,7 @@ def make_app(
     raising: BaseException | None = None, *, channel: str = "room", **add_channel_options: Any
 ) -> tuple[FastAPI, list[str]]:
     """An app whose ``raise`` action raises ``raising``; also returns the list of actions run."""
-    app = FastAPI()
-    add_channel(app, **add_channel_options)
+    app = new_app(**add_channel_options)
     ran: list[str] = []
 
     class Room(Channel):
@@ -243,12 +210,7 @@ def make_app(
         async def say(self, websocket: WebSocket, channel: str, data: dict[str, Any], **kwargs: Any) -> None:
             await self.broadcast_to_channel(channel, {"said": data["text"]})
 
-    room = Room(channel=channel)
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await room.connect(websocket)
-
+    route(app, "/ws", Room(channel=channel))
     return app, ran
 
 
@@ -278,9 +240,9 @@ def test_action_raises_closing_exception_error_frame_then_close_with_code(exc: W
         assert frame["errors"] == exc.error_msg
         assert frame["code"] == exc.code
         assert frame["close"] is True
-        close = receive_close(ws)
-        assert close["code"] == exc.code
-        assert close["reason"] == exc.reason
+        code, reason = receive_close(ws)
+        assert code == exc.code
+        assert reason == exc.reason
 
 
 OPEN = [
@@ -346,17 +308,16 @@ def test_action_raises_long_utf8_message_close_reason_fits() -> None:
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         ws.send_json({"action": "raise"})
         assert receive_json(ws)["errors"] == message
-        close = receive_close(ws)
-        assert close["code"] == 1008
-        assert 0 < len(close["reason"].encode()) <= MAX_REASON_BYTES
+        code, reason = receive_close(ws)
+        assert code == 1008
+        assert 0 < len(reason.encode()) <= MAX_REASON_BYTES
 
 
 # -- raised in a join handler ---------------------------------------------------------------------------
 
 
 def make_join_app(raising: BaseException) -> FastAPI:
-    app = FastAPI()
-    add_channel(app)
+    app = new_app()
 
     class Room(Channel):
         @action
@@ -369,9 +330,7 @@ def make_join_app(raising: BaseException) -> FastAPI:
     async def refuse(websocket: WebSocket, channel: str) -> None:
         raise raising
 
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await room.connect(websocket)
+    route(app, "/ws", room)
 
     return app
 
@@ -384,7 +343,7 @@ def test_join_handler_raises_closing_exception_error_frame_then_close(exc: WebSo
         assert frame["errors"] == exc.error_msg
         assert frame["code"] == exc.code
         assert frame["close"] is True
-        assert receive_close(ws)["code"] == exc.code
+        assert receive_close(ws)[0] == exc.code
 
 
 @pytest.mark.parametrize(
@@ -404,7 +363,7 @@ def test_join_handler_raises_plain_exception_internal_error_then_close_1011(capl
         text = receive_text(ws)
         assert "join secret 1234" not in text
         assert json.loads(text)["errors"] == "Internal server error."
-        assert receive_close(ws)["code"] == 1011
+        assert receive_close(ws)[0] == 1011
     assert any(record.exc_info and "join secret 1234" in str(record.exc_info[1]) for record in caplog.records)
 
 
@@ -469,7 +428,7 @@ def test_custom_handler_that_closes_socket_close_code_seen() -> None:
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         ws.send_json({"action": "raise"})
         assert receive_json(ws) == {"bye": PermissionDenied.default_error_msg}
-        assert receive_close(ws)["code"] == 4403
+        assert receive_close(ws)[0] == 4403
 
 
 def test_custom_handler_that_fails_internal_error_then_close_1011(caplog: pytest.LogCaptureFixture) -> None:
@@ -487,7 +446,7 @@ def test_custom_handler_that_fails_internal_error_then_close_1011(caplog: pytest
         frame = json.loads(text)
         assert frame["errors"] == "Internal server error."
         assert frame["request_id"] == 8
-        assert receive_close(ws)["code"] == 1011
+        assert receive_close(ws)[0] == 1011
     assert any(record.exc_info and isinstance(record.exc_info[1], KeyError) for record in caplog.records)
 
 
@@ -508,7 +467,7 @@ def test_add_channel_without_exception_handlers_closing_exception_still_closes()
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         ws.send_json({"action": "raise"})
         assert receive_json(ws)["errors"] == "Not found."
-        assert receive_close(ws)["code"] == 1008
+        assert receive_close(ws)[0] == 1008
 
 
 def test_add_channel_installs_handler_in_fastapi_registry() -> None:
@@ -537,9 +496,9 @@ def test_action_raises_plain_exception_logged_generic_frame_close_1011(caplog: p
             "code": 1011,
             "close": True,
         }
-        close = receive_close(ws)
-        assert close["code"] == 1011
-        assert "hunter2" not in (close.get("reason") or "")
+        code, reason = receive_close(ws)
+        assert code == 1011
+        assert "hunter2" not in reason
     logged = [record for record in caplog.records if record.exc_info and isinstance(record.exc_info[1], ValueError)]
     assert len(logged) == 1
     assert logged[0].levelno == logging.ERROR
@@ -562,7 +521,7 @@ def test_action_raises_plain_exception_other_client_unaffected(
 
             crashing.send_json({"action": "raise"})
             assert receive_json(crashing)["errors"] == "Internal server error."
-            assert receive_close(crashing)["code"] == 1011
+            assert receive_close(crashing)[0] == 1011
 
             healthy.send_json({"action": "say", "text": "after"})
             assert receive_json(healthy) == {"said": "after"}

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import functools
-import json
 import types
 from typing import Any
 
-import anyio
 import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
-from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection
 from starlette.testclient import WebSocketTestSession
 
 from fastapi_channels import add_channel
@@ -21,41 +17,10 @@ from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import PermissionDenied
 from fastapi_channels.permission import AllowAny, BasePermission, DenyAll, IsAuthenticated
+from fastapi_channels.testing import receive, receive_close, receive_json
+from tests.helpers import HeaderAuthentication, call, new_app, serve
 
-TIMEOUT = 5.0
 DENIED_MESSAGE = "You do not have permission to perform this action."
-
-
-def receive(ws: WebSocketTestSession, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """Return the next ASGI message the server sent to ``ws``, failing after ``timeout`` seconds."""
-
-    async def next_message() -> dict[str, Any]:
-        with anyio.fail_after(timeout):
-            # The session's own receive() has no timeout; this reads the same stream with one.
-            message: dict[str, Any] = await ws._send_rx.receive()
-            return message
-
-    return ws.portal.call(next_message)
-
-
-def receive_json(ws: WebSocketTestSession) -> Any:
-    """Return the next text frame decoded as JSON, failing when the server closed instead."""
-    message = receive(ws)
-    assert message["type"] == "websocket.send", message
-    return json.loads(message["text"])
-
-
-def receive_close(ws: WebSocketTestSession) -> int:
-    """Return the code the server closed ``ws`` with, failing when a frame arrives instead."""
-    message = receive(ws)
-    assert message["type"] == "websocket.close", message
-    return int(message["code"])
-
-
-def call(ws: WebSocketTestSession, name: str, **fields: Any) -> Any:
-    """Send the action ``name`` and return the answer."""
-    ws.send_json({"action": name, **fields})
-    return receive_json(ws)
 
 
 def assert_connect_denied(ws: WebSocketTestSession, message: str = DENIED_MESSAGE) -> None:
@@ -70,7 +35,7 @@ def assert_connect_denied(ws: WebSocketTestSession, message: str = DENIED_MESSAG
         "code": 1008,
         "close": True,
     }
-    assert receive_close(ws) == 1008
+    assert receive_close(ws)[0] == 1008
 
 
 def assert_action_denied(frame: dict[str, Any], name: str, request_id: Any = None) -> None:
@@ -99,26 +64,6 @@ class Room(Channel):
     @action
     async def count(self, websocket: WebSocket, channel: str) -> None:
         await self.broadcast_to_personal(websocket, {"count": await self.get_connection_count(channel)})
-
-
-def serve(app: FastAPI, **rooms: BaseChannel) -> FastAPI:
-    """Serve each room at ``/<name>``."""
-    for name, room in rooms.items():
-
-        def endpoint_for(room: BaseChannel) -> Any:
-            async def endpoint(websocket: WebSocket) -> None:
-                await room.connect(websocket)
-
-            return endpoint
-
-        app.add_api_websocket_route(f"/{name}", endpoint_for(room))
-    return app
-
-
-def new_app(**add_channel_options: Any) -> FastAPI:
-    app = FastAPI()
-    add_channel(app, **add_channel_options)
-    return app
 
 
 # -- every permission form ------------------------------------------------------------------------------
@@ -459,16 +404,6 @@ def test_composition_with_invalid_operand_raises_type_error(compose: Any) -> Non
 
 
 # -- IsAuthenticated with Starlette's authentication -----------------------------------------------------
-
-
-class HeaderAuthentication(AuthenticationBackend):
-    """Authenticate the user named in the ``x-user`` header; no header means anonymous."""
-
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        name = conn.headers.get("x-user")
-        if not name:
-            return None
-        return AuthCredentials(["authenticated"]), SimpleUser(name)
 
 
 def authenticated_app(**rooms: BaseChannel) -> FastAPI:

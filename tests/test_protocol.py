@@ -6,13 +6,11 @@ import datetime
 import json
 from typing import Any
 
-import anyio
 import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
-from fastapi_channels import add_channel
 from fastapi_channels.channels import Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import ParseError, PermissionDenied, RateLimitExceeded, WebSocketException
@@ -25,33 +23,10 @@ from fastapi_channels.protocol import (
     render,
     request_id_of,
 )
+from fastapi_channels.testing import receive_json, receive_text
+from tests.helpers import new_app, serve
 
-TIMEOUT = 5.0
 ERROR_FIELDS = {"type", "status", "action", "request_id", "errors", "code", "close"}
-
-
-def receive(ws: WebSocketTestSession, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """Return the next ASGI message the server sent to ``ws``, failing after ``timeout`` seconds."""
-
-    async def next_message() -> dict[str, Any]:
-        with anyio.fail_after(timeout):
-            # The session's own receive() has no timeout; this reads the same stream with one.
-            message: dict[str, Any] = await ws._send_rx.receive()
-            return message
-
-    return ws.portal.call(next_message)
-
-
-def receive_text(ws: WebSocketTestSession) -> str:
-    """Return the next text frame, failing when the server closed instead."""
-    message = receive(ws)
-    assert message["type"] == "websocket.send", message
-    return str(message["text"])
-
-
-def receive_json(ws: WebSocketTestSession) -> Any:
-    """Return the next text frame decoded as JSON."""
-    return json.loads(receive_text(ws))
 
 
 def assert_open(ws: WebSocketTestSession) -> None:
@@ -67,15 +42,7 @@ class EchoRoom(Channel):
 
 
 def make_app() -> FastAPI:
-    app = FastAPI()
-    add_channel(app)
-    room = EchoRoom()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await room.connect(websocket)
-
-    return app
+    return serve(new_app(), ws=EchoRoom())
 
 
 # -- parse_frame, action_of, request_id_of --------------------------------------------------------------

@@ -2,59 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 import pytest
 import redis
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from fastapi_limiter.depends import WebSocketRateLimiter
 from pyrate_limiter import Duration, Limiter, Rate
-from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser
+from starlette.authentication import SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection
 from starlette.testclient import WebSocketTestSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fastapi_channels import add_channel
 from fastapi_channels.api import FastAPIChannel
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import RateLimitExceeded
+from fastapi_channels.testing import receive, receive_json
 from fastapi_channels.throttling import default_identifier, limiter
+from tests.helpers import HeaderAuthentication, call, new_app, serve
 
-TIMEOUT = 5.0
 # How long a test waits for a bucket to refill before it fails.
 REFILL_DEADLINE = 10.0
-
-
-def receive(ws: WebSocketTestSession, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """Return the next ASGI message the server sent to ``ws``, failing after ``timeout`` seconds."""
-
-    async def next_message() -> dict[str, Any]:
-        with anyio.fail_after(timeout):
-            # The session's own receive() has no timeout; this reads the same stream with one.
-            message: dict[str, Any] = await ws._send_rx.receive()
-            return message
-
-    return ws.portal.call(next_message)
-
-
-def receive_json(ws: WebSocketTestSession) -> Any:
-    """Return the next text frame decoded as JSON, failing when the server closed instead."""
-    message = receive(ws)
-    assert message["type"] == "websocket.send", message
-    return json.loads(message["text"])
-
-
-def call(ws: WebSocketTestSession, name: str, **fields: Any) -> Any:
-    """Send the action ``name`` and return the answer."""
-    ws.send_json({"action": name, **fields})
-    return receive_json(ws)
 
 
 def is_rate_limited(frame: Any) -> bool:
@@ -84,7 +56,8 @@ def wait_until_allowed(ws: WebSocketTestSession, name: str, expected: Any) -> in
         assert is_rate_limited(frame), frame
         refusals += 1
         assert time.monotonic() < deadline, f"{name!r} was still rate limited after {REFILL_DEADLINE} s"
-        time.sleep(0.02)
+        # Waiting is what the client is told to do: the frame says how long.
+        time.sleep(max(float(frame["retry_after"]), 0.005))
 
 
 class Counted(Channel):
@@ -97,26 +70,6 @@ class Counted(Channel):
     @action
     async def ping(self, websocket: WebSocket) -> None:
         await self.broadcast_to_personal(websocket, {"pong": True})
-
-
-def serve(app: FastAPI, **rooms: BaseChannel) -> FastAPI:
-    """Serve each room at ``/<name>``."""
-    for name, room in rooms.items():
-
-        def endpoint_for(room: BaseChannel) -> Any:
-            async def endpoint(websocket: WebSocket) -> None:
-                await room.connect(websocket)
-
-            return endpoint
-
-        app.add_api_websocket_route(f"/{name}", endpoint_for(room))
-    return app
-
-
-def new_app(**add_channel_options: Any) -> FastAPI:
-    app = FastAPI()
-    add_channel(app, **add_channel_options)
-    return app
 
 
 def config_of(app: FastAPI) -> FastAPIChannel:
@@ -136,16 +89,6 @@ class PeerFromHeader:
         if scope["type"] == "websocket" and peer:
             scope = {**scope, "client": (peer.decode(), 40000)}
         await self.app(scope, receive, send)
-
-
-class HeaderAuthentication(AuthenticationBackend):
-    """Authenticate the user named in the ``x-user`` header; no header means anonymous."""
-
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        name = conn.headers.get("x-user")
-        if not name:
-            return None
-        return AuthCredentials(["authenticated"]), SimpleUser(name)
 
 
 def limited_room(position: str, **limit: Any) -> type[Counted]:
@@ -713,3 +656,33 @@ def test_limiter_separate_apps_share_budget_only_in_redis(backend: dict[str, Any
                 assert_rate_limited(frame, "hit")
             else:
                 assert frame == {"hit": True}
+
+
+def test_limiter_redis_scripts_flushed_limits_still_enforced(redis_url: str, channel_name: str) -> None:
+    # A restarted Redis has no scripts loaded; pyrate-limiter's RedisBucket then failed with NoScriptError.
+    room = limited_room("above", times=2, minutes=1)(channel=channel_name)
+    app = new_app(url="memory://", limiter_url=redis_url, limiter_prefix=f"test-{channel_name}")
+    inspector = redis.Redis.from_url(redis_url)
+    try:
+        with TestClient(serve(app, ws=room)) as client, client.websocket_connect("/ws") as ws:
+            assert call(ws, "hit") == {"hit": True}
+            inspector.script_flush()
+            assert call(ws, "hit") == {"hit": True}
+            assert_rate_limited(call(ws, "hit"), "hit", max_retry_after=60)
+    finally:
+        inspector.close()
+    assert room.runs == ["hit", "hit"]
+
+
+def test_limiter_redis_restarted_limits_work_again(own_redis: Any, channel_name: str) -> None:
+    # State lives in Redis; after a restart (nothing persisted here) the budget starts afresh, without errors.
+    room = limited_room("above", times=1, minutes=1)(channel=channel_name)
+    app = new_app(url="memory://", limiter_url=own_redis.url, limiter_prefix=f"test-{channel_name}")
+    with TestClient(serve(app, ws=room)) as client, client.websocket_connect("/ws") as ws:
+        assert call(ws, "hit") == {"hit": True}
+        assert_rate_limited(call(ws, "hit"), "hit", max_retry_after=60)
+        own_redis.stop()
+        own_redis.start()
+        assert call(ws, "hit") == {"hit": True}
+        assert_rate_limited(call(ws, "hit"), "hit", max_retry_after=60)
+    assert room.runs == ["hit", "hit"]
