@@ -503,7 +503,7 @@ class _Registered:
 
     spec: ActionSpec
     target: str | Callable[..., Any]
-    accepted: frozenset[str] | None  # None: pass websocket, channel and data only
+    accepted: frozenset[str]
 
     @classmethod
     def for_method(cls, spec: ActionSpec, attribute: str, func: Any) -> _Registered:
@@ -519,16 +519,13 @@ class _Registered:
 
     async def call(self, owner: Any, **available: Any) -> None:
         """Call the handler with the keywords it accepts."""
-        if self.accepted is None:
-            keywords = {key: available[key] for key in ("websocket", "channel", "data")}
-        else:
-            keywords = {key: value for key, value in available.items() if key in self.accepted}
+        keywords = {key: value for key, value in available.items() if key in self.accepted}
         result = self.function(owner)(**keywords)
         if inspect.isawaitable(result):
             await result
 
 
-def _accepted_keywords(func: Callable[..., Any]) -> frozenset[str] | None:
+def _accepted_keywords(func: Callable[..., Any]) -> frozenset[str]:
     parameters = inspect.signature(func).parameters.values()
     named = frozenset(parameter.name for parameter in parameters)
     if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):

@@ -63,12 +63,21 @@ def default_identifier(websocket: WebSocket) -> str:
     """
     user = websocket.scope.get("user")
     if getattr(user, "is_authenticated", False):
-        identity = getattr(user, "identity", None)
-        if not isinstance(identity, str):
-            identity = getattr(user, "display_name", None) or repr(user)
-        return f"user:{identity}"
+        return f"user:{_user_identity(user)}"
     client = websocket.client
     return f"ip:{client.host}" if client is not None else "ip:unknown"
+
+
+def _user_identity(user: Any) -> str:
+    # Starlette's BaseUser raises NotImplementedError for the properties a subclass does not define.
+    for attribute in ("identity", "display_name"):
+        try:
+            value = getattr(user, attribute, None)
+        except NotImplementedError:
+            continue
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return repr(user)
 
 
 @dataclass(frozen=True)

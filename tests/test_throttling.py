@@ -12,7 +12,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from fastapi_limiter.depends import WebSocketRateLimiter
 from pyrate_limiter import Duration, Limiter, Rate
-from starlette.authentication import SimpleUser
+from starlette.authentication import BaseUser, SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import WebSocketTestSession
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -686,3 +686,25 @@ def test_limiter_redis_restarted_limits_work_again(own_redis: Any, channel_name:
         assert call(ws, "hit") == {"hit": True}
         assert_rate_limited(call(ws, "hit"), "hit", max_retry_after=60)
     assert room.runs == ["hit", "hit"]
+
+
+def test_default_identifier_base_user_without_identity_uses_display_name() -> None:
+    class NamedUser(BaseUser):
+        @property
+        def is_authenticated(self) -> bool:
+            return True
+
+        @property
+        def display_name(self) -> str:
+            return "ada"
+
+    assert default_identifier(websocket_for(user=NamedUser(), client=("10.0.0.1", 1))) == "user:ada"
+
+
+def test_default_identifier_base_user_with_identity_uses_identity() -> None:
+    class IdentifiedUser(SimpleUser):
+        @property
+        def identity(self) -> str:
+            return "42"
+
+    assert default_identifier(websocket_for(user=IdentifiedUser("ada"), client=("10.0.0.1", 1))) == "user:42"

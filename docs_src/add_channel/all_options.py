@@ -1,0 +1,19 @@
+import os
+
+from fastapi import FastAPI
+
+from fastapi_channels import add_channel
+from fastapi_channels.permission import AllowAny
+from fastapi_channels.throttling import limiter
+
+app = FastAPI()
+add_channel(
+    app,
+    url=os.environ.get("BROADCAST_URL", "memory://"),  # where broadcasts travel
+    limiter_url=os.environ.get("LIMITER_URL"),  # redis:// for shared rate limits; None: in memory
+    limiter_prefix="myapp",  # Redis keys look like myapp:limit:<channel>:<action>:<client>
+    add_exception_handlers=True,  # register the WebSocketException handler in app.exception_handlers
+    permission_classes=[AllowAny],  # default for channels without permission_classes (AllowAny if omitted)
+    throttle_classes=[limiter(times=60, minutes=1)],  # default for channels without throttle_classes
+    send_queue_size=256,  # frames buffered per connection before a client that stops reading is closed
+)

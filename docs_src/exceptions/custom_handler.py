@@ -1,0 +1,36 @@
+import logging
+
+from fastapi import FastAPI, WebSocket
+
+from fastapi_channels import add_channel
+from fastapi_channels.channels import Channel, websocket_exception_handler
+from fastapi_channels.decorators import action
+from fastapi_channels.exceptions import PermissionDenied
+
+logger = logging.getLogger("myapp")
+
+app = FastAPI()
+add_channel(app)
+
+
+async def on_permission_denied(websocket: WebSocket, exc: PermissionDenied) -> None:
+    logger.info("Denied %s on %s", exc.action, websocket.url.path)
+    exc.extra["login_url"] = "/login"  # one more field in the error frame
+    await websocket_exception_handler(websocket, exc)  # then the usual frame (and close, if exc.close)
+
+
+app.add_exception_handler(PermissionDenied, on_permission_denied)
+
+
+class Vault(Channel):
+    @action(permission=False)
+    async def open(self, websocket: WebSocket) -> None:
+        await self.broadcast_to_personal(websocket, "open")
+
+
+vault = Vault(channel="vault")
+
+
+@app.websocket("/vault")
+async def vault_endpoint(websocket: WebSocket) -> None:
+    await vault.connect(websocket)
