@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import websockets
 from fastapi import FastAPI, WebSocket
@@ -338,7 +338,7 @@ async def test_leave_handlers_run_once_when_real_client_goes_away(
             assert await asyncio.wait_for(observer.recv(), 10) == "left:leaver"
             await observer.send("marker")
             assert await asyncio.wait_for(observer.recv(), 5) == "marker"
-            async with httpx.AsyncClient(base_url=base_url) as http:
+            async with httpx2.AsyncClient(base_url=base_url) as http:
                 response = await http.get("/leaves/leaver")
             assert response.json() == {"leaves": 1}
 
