@@ -160,7 +160,7 @@ def add_channel(
 
     app.router.lifespan_context = lifespan
     if add_exception_handlers:
-        from fastapi_channels.channels import websocket_exception_handler
+        from fastapi_channels.handlers import websocket_exception_handler
 
         app.add_exception_handler(WebSocketException, websocket_exception_handler)  # type: ignore[arg-type]
     return app

@@ -18,37 +18,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi_limiter.depends import WebSocketRateLimiter
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketState
 
 from fastapi_channels.api import STATE_KEY, FastAPIChannel, get_channel_config
-from fastapi_channels.decorators import ActionSpec, get_action_spec
+from fastapi_channels.decorators import RegisteredAction, get_action_spec
 from fastapi_channels.exceptions import (
     ActionIsDeprecated,
     ActionNotExist,
     ConnectionLimitExceeded,
     ParseError,
     PermissionDenied,
-    RateLimitExceeded,
     WebSocketException,
 )
+from fastapi_channels.handlers import lookup_exception_handler
 from fastapi_channels.layers import Connection
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
 from fastapi_channels.permission import PermissionLike, check_permission_like, has_permission
-from fastapi_channels.protocol import (
-    Frame,
-    action_of,
-    error_payload,
-    internal_error_payload,
-    parse_frame,
-    render,
-    request_id_of,
-)
-from fastapi_channels.throttling import LimitHandled, RateSpec, check_throttle_like, get_limits
+from fastapi_channels.protocol import Frame, action_of, internal_error_payload, parse_frame, render, request_id_of
+from fastapi_channels.throttling import LimitHandled, RateSpec, call_fastapi_limiter, check_throttle_like, get_limits
 
-__all__ = ["BaseChannel", "Channel", "websocket_exception_handler"]
+__all__ = ["BaseChannel", "Channel"]
 
 logger = logging.getLogger("fastapi_channels.channels")
 
@@ -272,7 +264,7 @@ class BaseChannel:
                 for built in config.limiters.limiter_for((self, "*"), (throttle,)):
                     await built(websocket, context_key=f"{channel}:*")
             elif isinstance(throttle, WebSocketRateLimiter) or callable(throttle):
-                await _call_fastapi_limiter(throttle, websocket, f"{channel}:*")
+                await call_fastapi_limiter(throttle, websocket, f"{channel}:*")
             else:
                 raise TypeError(f"{throttle!r} in throttle_classes is neither limiter(...) nor a WebSocketRateLimiter.")
         if action is not None and limits:
@@ -403,7 +395,7 @@ class BaseChannel:
             if request is not None:
                 exc.action = exc.action if exc.action is not None else request.action
                 exc.request_id = exc.request_id if exc.request_id is not None else request.request_id
-            handler = _lookup_handler(websocket, exc)
+            handler = lookup_exception_handler(websocket, exc)
             try:
                 result = handler(websocket, exc)
                 if inspect.isawaitable(result):
@@ -426,11 +418,11 @@ class BaseChannel:
 class Channel(BaseChannel):
     """Dispatch JSON frames ``{"action": name, ...}`` to the actions declared with ``@action`` or ``.action()``."""
 
-    _class_actions: ClassVar[dict[str, _Registered]] = {}
+    _class_actions: ClassVar[dict[str, RegisteredAction]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        declared: dict[str, _Registered] = {}
+        declared: dict[str, RegisteredAction] = {}
         for attribute, value in vars(cls).items():
             spec = get_action_spec(value)
             if spec is None:
@@ -440,13 +432,13 @@ class Channel(BaseChannel):
                     f"{cls.__name__} declares the action {spec.name!r} twice "
                     f"({declared[spec.name].target!r} and {attribute!r}): give each a unique name."
                 )
-            declared[spec.name] = _Registered.for_method(spec, attribute, value)
+            declared[spec.name] = RegisteredAction.for_method(spec, attribute, value)
         inherited = {name: entry for name, entry in cls._class_actions.items() if entry.target not in vars(cls)}
         cls._class_actions = {**inherited, **declared}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._instance_actions: dict[str, _Registered] = {}
+        self._instance_actions: dict[str, RegisteredAction] = {}
 
     @property
     def actions(self) -> list[str]:
@@ -467,12 +459,12 @@ class Channel(BaseChannel):
             assert spec is not None
             if spec.name in self._class_actions or spec.name in self._instance_actions:
                 raise ValueError(f"{type(self).__name__} already has an action named {spec.name!r}.")
-            self._instance_actions[spec.name] = _Registered.for_function(spec, func)
+            self._instance_actions[spec.name] = RegisteredAction.for_function(spec, func)
             return func
 
         return decorator
 
-    def get_action(self, name: str) -> _Registered:
+    def get_action(self, name: str) -> RegisteredAction:
         """Return the registered action ``name``, raising ``ActionNotExist`` when there is none."""
         entry = self._instance_actions.get(name) or self._class_actions.get(name)
         if entry is None:
@@ -497,57 +489,10 @@ class Channel(BaseChannel):
         await entry.call(self, websocket=websocket, channel=channel, data=data, action=name, request_id=request_id)
 
 
-@dataclass(frozen=True)
-class _Registered:
-    """An action in a registry: its spec, where its handler lives and which keywords the handler takes."""
-
-    spec: ActionSpec
-    target: str | Callable[..., Any]
-    accepted: frozenset[str]
-
-    @classmethod
-    def for_method(cls, spec: ActionSpec, attribute: str, func: Any) -> _Registered:
-        return cls(spec, attribute, _accepted_keywords(func))
-
-    @classmethod
-    def for_function(cls, spec: ActionSpec, func: Callable[..., Any]) -> _Registered:
-        return cls(spec, func, _accepted_keywords(func))
-
-    def function(self, owner: Any) -> Callable[..., Any]:
-        """Return the handler (bound to ``owner`` for a method)."""
-        return getattr(owner, self.target) if isinstance(self.target, str) else self.target
-
-    async def call(self, owner: Any, **available: Any) -> None:
-        """Call the handler with the keywords it accepts."""
-        keywords = {key: value for key, value in available.items() if key in self.accepted}
-        result = self.function(owner)(**keywords)
-        if inspect.isawaitable(result):
-            await result
-
-
-def _accepted_keywords(func: Callable[..., Any]) -> frozenset[str]:
-    parameters = inspect.signature(func).parameters.values()
-    named = frozenset(parameter.name for parameter in parameters)
-    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
-        # **kwargs receives websocket, channel and data, plus any other keyword the handler names itself.
-        return named | {"websocket", "channel", "data"}
-    return named
-
-
 def _check_channel_name(channel: Any) -> str:
     if not isinstance(channel, str) or not channel:
         raise ValueError(f"A channel name must be a non-empty string, not {channel!r}.")
     return channel
-
-
-async def _call_fastapi_limiter(throttle: Callable[..., Any], websocket: WebSocket, context_key: str) -> None:
-    try:
-        await throttle(websocket, context_key=context_key)
-    except HTTPException as exc:
-        # fastapi-limiter's default callback raises the HTTP 429 exception, which means nothing on a websocket.
-        if exc.status_code == status.HTTP_429_TOO_MANY_REQUESTS:
-            raise RateLimitExceeded() from None
-        raise
 
 
 async def _finish(sender: asyncio.Task[None]) -> None:
@@ -557,34 +502,3 @@ async def _finish(sender: asyncio.Task[None]) -> None:
     finally:
         if not sender.done():
             sender.cancel()
-
-
-def _lookup_handler(websocket: WebSocket, exc: WebSocketException) -> Callable[..., Any]:
-    """Find the app's handler for ``exc`` by its class hierarchy, falling back to the built-in one."""
-    handlers = getattr(websocket.scope.get("app"), "exception_handlers", None) or {}
-    for klass in type(exc).__mro__:
-        if klass in handlers:
-            handler: Callable[..., Any] = handlers[klass]
-            return handler
-        if klass is WebSocketException:
-            break
-    return websocket_exception_handler
-
-
-async def websocket_exception_handler(websocket: WebSocket, exc: WebSocketException) -> None:
-    """Send ``exc`` as an error frame and close the socket with its code when ``exc.close`` is true."""
-    text = render(error_payload(exc))
-    config = getattr(getattr(websocket.scope.get("app"), "state", None), STATE_KEY, None)
-    connection = config.layer.connection_for(websocket) if isinstance(config, FastAPIChannel) else None
-    if connection is not None:
-        connection.send(text)
-        if exc.close:
-            connection.close(exc.code, exc.reason or "")
-        return
-    # Raised outside a channel connection, e.g. in a dependency of the websocket route.
-    if websocket.application_state == WebSocketState.CONNECTING:
-        await websocket.close(exc.code, exc.reason or "")
-    elif websocket.application_state == WebSocketState.CONNECTED:
-        await websocket.send_text(text)
-        if exc.close:
-            await websocket.close(exc.code, exc.reason or "")

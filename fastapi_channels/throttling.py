@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from fastapi import HTTPException
 from fastapi_limiter.depends import WebSocketRateLimiter
 from pyrate_limiter import (
     AbstractBucket,
@@ -29,6 +30,7 @@ from pyrate_limiter import (
     validate_rate_list,
 )
 from redis.asyncio import Redis
+from starlette import status
 from starlette.websockets import WebSocket
 
 from fastapi_channels.exceptions import RateLimitExceeded
@@ -42,6 +44,7 @@ __all__ = [
     "ChannelRateLimiter",
     "LimiterBackend",
     "LimitHandled",
+    "call_fastapi_limiter",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -255,6 +258,17 @@ class ChannelRateLimiter(WebSocketRateLimiter):
 
 class LimitHandled(Exception):
     """The request was over its limit and the user's ``ws_callback`` answered it: drop it silently."""
+
+
+async def call_fastapi_limiter(throttle: Callable[..., Any], websocket: WebSocket, context_key: str) -> None:
+    """Call a fastapi-limiter ``WebSocketRateLimiter``, turning its HTTP 429 into ``RateLimitExceeded``."""
+    try:
+        await throttle(websocket, context_key=context_key)
+    except HTTPException as exc:
+        # fastapi-limiter's default callback raises the HTTP exception, which means nothing on a websocket.
+        if exc.status_code == status.HTTP_429_TOO_MANY_REQUESTS:
+            raise RateLimitExceeded() from None
+        raise
 
 
 def _raise_rate_limit_exceeded(websocket: WebSocket, retry_after_ms: int) -> None:

@@ -1156,10 +1156,10 @@ def test_api_reference_shows_every_signature_and_docstring_summary() -> None:
 
 
 def drop_self(signature: str | None) -> str:
-    """Remove the leading ``self`` parameter of a method's signature."""
+    """Remove the leading ``self`` or ``cls`` parameter of a method's signature."""
     if not signature:
         return signature or ""
-    return re.sub(r"^\(self(, )?", "(", signature)
+    return re.sub(r"^\((self|cls)(, )?", "(", signature)
 
 
 def test_docs_index_links_every_page() -> None:

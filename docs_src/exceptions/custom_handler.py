@@ -3,9 +3,10 @@ import logging
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
-from fastapi_channels.channels import Channel, websocket_exception_handler
+from fastapi_channels.channels import Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import PermissionDenied
+from fastapi_channels.handlers import websocket_exception_handler
 
 logger = logging.getLogger("myapp")
 

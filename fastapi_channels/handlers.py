@@ -1,0 +1,45 @@
+"""Answering a ``WebSocketException``: find the app's handler for it, or send the built-in error frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from fastapi_channels.api import STATE_KEY, FastAPIChannel
+from fastapi_channels.exceptions import WebSocketException
+from fastapi_channels.protocol import error_payload, render
+
+__all__ = ["websocket_exception_handler", "lookup_exception_handler"]
+
+
+def lookup_exception_handler(websocket: WebSocket, exc: WebSocketException) -> Callable[..., Any]:
+    """Return the app's handler for ``exc`` (most specific class first), else ``websocket_exception_handler``."""
+    handlers = getattr(websocket.scope.get("app"), "exception_handlers", None) or {}
+    for klass in type(exc).__mro__:
+        if klass in handlers:
+            handler: Callable[..., Any] = handlers[klass]
+            return handler
+        if klass is WebSocketException:
+            break
+    return websocket_exception_handler
+
+
+async def websocket_exception_handler(websocket: WebSocket, exc: WebSocketException) -> None:
+    """Send ``exc`` as an error frame and close the socket with its code when ``exc.close`` is true."""
+    text = render(error_payload(exc))
+    config = getattr(getattr(websocket.scope.get("app"), "state", None), STATE_KEY, None)
+    connection = config.layer.connection_for(websocket) if isinstance(config, FastAPIChannel) else None
+    if connection is not None:
+        connection.send(text)
+        if exc.close:
+            connection.close(exc.code, exc.reason or "")
+        return
+    # Raised outside a channel connection, e.g. in a dependency of the websocket route.
+    if websocket.application_state == WebSocketState.CONNECTING:
+        await websocket.close(exc.code, exc.reason or "")
+    elif websocket.application_state == WebSocketState.CONNECTED:
+        await websocket.send_text(text)
+        if exc.close:
+            await websocket.close(exc.code, exc.reason or "")
