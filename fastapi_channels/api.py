@@ -87,10 +87,7 @@ class FastAPIChannel:
         self.started = False
         if self in _running:
             _running.remove(self)
-        if self.limiters.redis is not None:
-            await self.limiters.redis.aclose()
-            self.limiters.redis = None
-        self.limiters._cache.clear()
+        await self.limiters.aclose()
         if self._own_broadcast:
             try:
                 await self.broadcast.disconnect()

@@ -281,7 +281,7 @@ class LimiterBackend:
 
     redis: Redis | None = None
     prefix: str = "fastapi-channels"
-    _cache: dict[Any, ChannelRateLimiter] = field(default_factory=dict)
+    built: dict[Any, ChannelRateLimiter] = field(default_factory=dict)
 
     def limiter_for(self, owner: Any, specs: tuple[RateSpec, ...]) -> list[ChannelRateLimiter]:
         """Return the limiters for ``specs`` (one per identifier), built once per ``owner``."""
@@ -291,7 +291,7 @@ class LimiterBackend:
         limiters = []
         for (identifier, ws_callback), group in groups.items():
             cache_key = (owner, identifier, ws_callback, tuple(group))
-            built = self._cache.get(cache_key)
+            built = self.built.get(cache_key)
             if built is None:
                 built = ChannelRateLimiter(
                     [spec.rate() for spec in group],
@@ -300,6 +300,13 @@ class LimiterBackend:
                     identifier=identifier,
                     ws_callback=ws_callback,
                 )
-                self._cache[cache_key] = built
+                self.built[cache_key] = built
             limiters.append(built)
         return limiters
+
+    async def aclose(self) -> None:
+        """Forget the limiters built so far and close the Redis connection."""
+        self.built.clear()
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None

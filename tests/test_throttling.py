@@ -602,7 +602,7 @@ def test_limiter_built_once_per_action(backend: dict[str, Any], channel_name: st
 
     app = serve(new_app(**backend), ws=Room(channel=channel_name))
     app.add_middleware(PeerFromHeader)
-    cache = config_of(app).limiters._cache
+    cache = config_of(app).limiters.built
     with TestClient(app) as client:
         with client.websocket_connect("/ws", headers={"x-test-peer": "10.0.0.1"}) as ws:
             assert call(ws, "hit") == {"hit": True}
