@@ -281,7 +281,7 @@ class LimiterBackend:
 
     redis: Redis | None = None
     prefix: str = "fastapi-channels"
-    built: dict[Any, ChannelRateLimiter] = field(default_factory=dict)
+    built: dict[Any, ChannelRateLimiter] = field(default_factory=dict, init=False)
 
     def limiter_for(self, owner: Any, specs: tuple[RateSpec, ...]) -> list[ChannelRateLimiter]:
         """Return the limiters for ``specs`` (one per identifier), built once per ``owner``."""
