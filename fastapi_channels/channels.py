@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI
-from fastapi_limiter.depends import WebSocketRateLimiter
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketState
 
 from fastapi_channels.api import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.decorators import RegisteredAction, get_action_spec
+from fastapi_channels.decorators import action as declare_action
 from fastapi_channels.exceptions import (
     ActionIsDeprecated,
     ActionNotExist,
@@ -259,14 +259,13 @@ class BaseChannel:
     ) -> None:
         """Spend one request of the channel-wide limits and of the action's own limits."""
         config = self.get_config(websocket)
+        # Entries were checked when the channel (or add_channel) was configured: limiter(...) or fastapi-limiter.
         for throttle in self.get_throttles(config):
             if isinstance(throttle, RateSpec):
                 for built in config.limiters.limiter_for((self, "*"), (throttle,)):
                     await built(websocket, context_key=f"{channel}:*")
-            elif isinstance(throttle, WebSocketRateLimiter) or callable(throttle):
-                await call_fastapi_limiter(throttle, websocket, f"{channel}:*")
             else:
-                raise TypeError(f"{throttle!r} in throttle_classes is neither limiter(...) nor a WebSocketRateLimiter.")
+                await call_fastapi_limiter(throttle, websocket, f"{channel}:*")
         if action is not None and limits:
             for built in config.limiters.limiter_for((self, action), limits):
                 await built(websocket, context_key=f"{channel}:{action}")
@@ -449,12 +448,10 @@ class Channel(BaseChannel):
         self, name: str | None = None, *, permission: PermissionLike = None, deprecated: bool = False
     ) -> Callable[[F], F]:
         """Register a plain function as an action of this channel object only."""
-        from fastapi_channels.decorators import action as declare
-
         check_permission_like(permission)
 
         def decorator(func: F) -> F:
-            declare(name, permission=permission, deprecated=deprecated)(func)
+            declare_action(name, permission=permission, deprecated=deprecated)(func)
             spec = get_action_spec(func)
             assert spec is not None
             if spec.name in self._class_actions or spec.name in self._instance_actions:
