@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 from fastapi_channels.exceptions import WebSocketException
 from fastapi_channels.layers import DEFAULT_SEND_QUEUE_SIZE, ChannelLayer, create_broadcast
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
+from fastapi_channels.presence import DEFAULT_PRESENCE_TTL, LocalPresence, Presence, RedisPresence
 from fastapi_channels.throttling import LimiterBackend, check_throttle_like
 
 __all__ = ["add_channel", "FastAPIChannel", "get_channel_config"]
@@ -44,6 +45,9 @@ class FastAPIChannel:
         permission_classes: PermissionLike = None,
         throttle_classes: Sequence[Any] | None = None,
         send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+        presence_url: str | None = None,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
+        namespace: str = "fastapi-channels",
     ) -> None:
         if sum(option is not None for option in (url, backend, broadcast)) > 1:
             raise ValueError("Pass only one of url=, backend= and broadcast= to add_channel().")
@@ -59,14 +63,23 @@ class FastAPIChannel:
         self.limiter_url = limiter_url
         self.permission_classes: PermissionLike = (AllowAny,) if permission_classes is None else permission_classes
         self.throttle_classes: tuple[Any, ...] = tuple(throttle_classes or ())
-        self.layer = ChannelLayer(self.broadcast, send_queue_size=send_queue_size)
+        self.presence = _build_presence(presence_url, self.url, namespace=namespace, ttl=presence_ttl)
+        self.layer = ChannelLayer(
+            self.broadcast, presence=self.presence, namespace=namespace, send_queue_size=send_queue_size
+        )
         self.limiters = LimiterBackend(prefix=limiter_prefix)
         self.started = False
 
     async def startup(self) -> None:
-        """Connect the broadcaster and the limiter store."""
+        """Connect the broadcaster, presence and the limiter store."""
         if self._own_broadcast:
             await self.broadcast.connect()
+        try:
+            await self.layer.start()
+        except BaseException:
+            if self._own_broadcast:
+                await self.broadcast.disconnect()
+            raise
         if self.limiter_url and urlparse(self.limiter_url).scheme in ("redis", "rediss"):
             redis = Redis.from_url(
                 self.limiter_url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3)
@@ -75,6 +88,7 @@ class FastAPIChannel:
                 await redis.ping()
             except Exception as exc:
                 await redis.aclose()
+                await self.layer.stop()
                 if self._own_broadcast:
                     await self.broadcast.disconnect()
                 raise ConnectionError(f"Cannot reach Redis at {self.limiter_url!r} for rate limits: {exc}") from exc
@@ -87,6 +101,11 @@ class FastAPIChannel:
         self.started = False
         if self in _running:
             _running.remove(self)
+        # Presence goes first: a graceful shutdown frees this process's slots at once.
+        try:
+            await self.layer.stop()
+        except Exception:
+            logger.exception("Stopping the channel layer failed")
         await self.limiters.aclose()
         if self._own_broadcast:
             try:
@@ -116,6 +135,9 @@ def add_channel(
     permission_classes: PermissionLike = None,
     throttle_classes: Sequence[Any] | None = None,
     send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+    presence_url: str | None = None,
+    presence_ttl: float = DEFAULT_PRESENCE_TTL,
+    namespace: str = "fastapi-channels",
 ) -> FastAPI:
     """Give ``app`` channels: a broadcaster (memory:// by default), a rate limiter and error handling.
 
@@ -133,6 +155,12 @@ def add_channel(
         permission_classes: Default channel permission (``AllowAny`` when left out).
         throttle_classes: Default channel-wide limits (``limiter(...)`` or fastapi-limiter ``WebSocketRateLimiter``).
         send_queue_size: Frames buffered per connection before a client that stops reading is closed.
+        presence_url: Where connection counts, ``max_connection`` and member lists are shared: a redis:// URL,
+            or memory:// for this process only. Defaults to ``url`` when that is a Redis URL, else memory://.
+        presence_ttl: Seconds after which the connections of a process that died without cleaning up no
+            longer count (it renews its lease every ``presence_ttl / 3`` seconds).
+        namespace: Prefix of the presence keys in Redis and of the channel that carries messages for one
+            connection or user; apps that share a Redis server but not their users use different namespaces.
     """
     if not isinstance(app, FastAPI):
         raise TypeError(f"add_channel() takes a FastAPI app, not {type(app).__name__}.")
@@ -145,6 +173,9 @@ def add_channel(
         permission_classes=permission_classes,
         throttle_classes=throttle_classes,
         send_queue_size=send_queue_size,
+        presence_url=presence_url,
+        presence_ttl=presence_ttl,
+        namespace=namespace,
     )
     setattr(app.state, STATE_KEY, config)
     original_lifespan = app.router.lifespan_context
@@ -161,6 +192,24 @@ def add_channel(
 
         app.add_exception_handler(WebSocketException, websocket_exception_handler)  # type: ignore[arg-type]
     return app
+
+
+def _build_presence(presence_url: str | None, url: str, *, namespace: str, ttl: float) -> Presence:
+    """Share presence through Redis when ``presence_url`` (or else the broadcast ``url``) is a Redis URL."""
+    if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
+        raise ValueError(f"presence_ttl must be a positive number of seconds, not {ttl!r}.")
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError(f"namespace must be a non-empty string, not {namespace!r}.")
+    chosen = presence_url if presence_url is not None else url
+    parsed = urlparse(chosen)
+    if parsed.scheme in ("redis", "rediss"):
+        return RedisPresence(chosen, namespace=namespace, ttl=ttl)
+    if parsed.scheme == "redis-stream":
+        # The same server as the streams: only the scheme differs.
+        return RedisPresence(parsed._replace(scheme="redis").geturl(), namespace=namespace, ttl=ttl)
+    if presence_url is not None and parsed.scheme != "memory":
+        raise ValueError(f"presence_url must be a redis://, rediss:// or memory:// URL, not {presence_url!r}.")
+    return LocalPresence()
 
 
 def get_channel_config(websocket: WebSocket | None = None) -> FastAPIChannel:

@@ -14,7 +14,7 @@ import contextvars
 import inspect
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -28,15 +28,17 @@ from fastapi_channels.decorators import action as declare_action
 from fastapi_channels.exceptions import (
     ActionIsDeprecated,
     ActionNotExist,
+    BackendUnavailable,
     ConnectionLimitExceeded,
     ParseError,
     PermissionDenied,
     WebSocketException,
 )
 from fastapi_channels.handlers import lookup_exception_handler
-from fastapi_channels.layers import Connection
+from fastapi_channels.layers import ChannelLayer, Connection
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
 from fastapi_channels.permission import PermissionLike, check_permission_like, has_permission
+from fastapi_channels.presence import Member, PresenceUnavailable
 from fastapi_channels.protocol import Frame, action_of, internal_error_payload, parse_frame, render, request_id_of
 from fastapi_channels.throttling import LimitHandled, RateSpec, call_fastapi_limiter, check_throttle_like, get_limits
 
@@ -199,8 +201,33 @@ class BaseChannel:
         return await self.encode(message)
 
     async def broadcast_to_channel(self, channel: str, message: Any) -> None:
-        """Send ``message`` to every connection of ``channel``, on every process sharing the backend."""
+        """Send ``message`` to every connection of ``channel``, on every process sharing the backend.
+
+        Raises:
+            BackendUnavailable: The backend cannot be reached (inside an action: an error frame, socket open).
+        """
         text = await self.to_text(message)
+        await self._running_layer().publish(channel, text)
+
+    async def send_to_connection(self, connection_id: str, message: Any) -> None:
+        """Send ``message`` to the one connection ``connection_id``, whichever process holds it.
+
+        A connection that has gone (or never existed) is skipped silently. Ids come from ``get_connection_id``
+        and ``get_members``.
+        """
+        text = await self.to_text(message)
+        await self._running_layer().send_direct(text, connection_id=connection_id)
+
+    async def send_to_user(self, user: str, message: Any, *, channel: str | None = None) -> None:
+        """Send ``message`` to every connection of the authenticated ``user``, on every process.
+
+        ``user`` is the name ``fastapi_channels.identity.user_of`` reads from ``scope["user"]``. With
+        ``channel``, only the user's connections to that channel receive it.
+        """
+        text = await self.to_text(message)
+        await self._running_layer().send_direct(text, user=user, channel=channel)
+
+    def _running_layer(self) -> ChannelLayer:
         config = self.get_config()
         if not config.started:
             # Otherwise the broadcaster fails with an AttributeError that says nothing useful.
@@ -208,7 +235,7 @@ class BaseChannel:
                 "The channel layer is not running: broadcast while the app runs (after its startup; in tests, "
                 "inside `with TestClient(app) as client:`)."
             )
-        await config.layer.publish(channel, text)
+        return config.layer
 
     async def broadcast_to_personal(self, websocket: WebSocket, message: Any) -> None:
         """Send ``message`` to one socket; a no-op when it has already closed."""
@@ -223,8 +250,26 @@ class BaseChannel:
                 await websocket.send_text(text)
 
     async def get_connection_count(self, channel: str | None = None) -> int:
-        """Return how many live connections ``channel`` (this channel by default) has."""
-        return self.get_config().layer.count(channel or self.channel)
+        """Return how many live connections ``channel`` (this channel by default) has.
+
+        With presence shared through Redis (``add_channel(url="redis://...")``) this counts every process.
+        """
+        with _presence_errors():
+            return await self.get_config().presence.count(channel or self.channel)
+
+    async def get_members(self, channel: str | None = None) -> list[Member]:
+        """Return who is connected to ``channel`` (this channel by default), oldest first, on every process.
+
+        Each ``Member`` has the ``connection_id`` (for ``send_to_connection``), the authenticated ``user``
+        (None for an anonymous client), the ``node`` (process) holding it and ``joined_at`` (a Unix time).
+        """
+        with _presence_errors():
+            return await self.get_config().presence.members(channel or self.channel)
+
+    def get_connection_id(self, websocket: WebSocket) -> str | None:
+        """Return the id of ``websocket``'s connection, or None once it has left its channel."""
+        connection = self.get_config(websocket).layer.connection_for(websocket)
+        return connection.id if connection is not None else None
 
     async def close(self, websocket: WebSocket, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close ``websocket`` after the frames already queued for it have been sent."""
@@ -484,6 +529,14 @@ class Channel(BaseChannel):
         await self.check_permissions(websocket, name, channel, entry.spec.permission)
         await self.check_throttles(websocket, channel, name, get_limits(entry.function(self)))
         await entry.call(self, websocket=websocket, channel=channel, data=data, action=name, request_id=request_id)
+
+
+@contextlib.contextmanager
+def _presence_errors() -> Iterator[None]:
+    try:
+        yield
+    except PresenceUnavailable as exc:
+        raise BackendUnavailable(error_msg="Who is connected cannot be read right now. Try again later.") from exc
 
 
 def _check_channel_name(channel: Any) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "NotFound",
     "MethodNotAllowed",
     "ConnectionLimitExceeded",
+    "BackendUnavailable",
 ]
 
 
@@ -145,3 +146,15 @@ class ConnectionLimitExceeded(WebSocketException):
 
     default_code = status.WS_1013_TRY_AGAIN_LATER
     default_error_msg = "This channel is full. Try again later."
+
+
+class BackendUnavailable(WebSocketException):
+    """The broadcast, presence or rate-limit store (Redis, PostgreSQL...) cannot be reached right now.
+
+    Inside an action the socket stays open and the client may try again; a connection that cannot be
+    admitted because of it is closed with 1013 (try again later).
+    """
+
+    default_code = status.WS_1013_TRY_AGAIN_LATER
+    default_error_msg = "The channel backend cannot be reached. Try again later."
+    default_close = False

@@ -1,5 +1,9 @@
 """The channel layer: publish through broadcaster, one subscription per channel per process, local fan-out.
 
+Messages for one connection or one user travel on one extra channel, ``<namespace>.direct``, that every
+process subscribes to; each process hands them to its own matching connections. Who is connected, and
+admission under ``max_connection``, is the job of ``presence``.
+
 Each connection gets a bounded send queue drained by its own sender task, so a client that stops reading
 never holds up the others. When its queue is full the connection is closed with 1013 (try again later):
 a lagging client reconnects instead of silently missing messages.
@@ -9,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -18,11 +24,17 @@ from broadcaster import Broadcast
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-__all__ = ["ChannelLayer", "Connection", "create_broadcast", "DEFAULT_SEND_QUEUE_SIZE"]
+from fastapi_channels.exceptions import BackendUnavailable
+from fastapi_channels.identity import user_of
+from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
+
+__all__ = ["ChannelLayer", "Connection", "create_broadcast", "DEFAULT_SEND_QUEUE_SIZE", "PUBLISH_TIMEOUT"]
 
 logger = logging.getLogger("fastapi_channels.layers")
 
 DEFAULT_SEND_QUEUE_SIZE = 256
+# A publish that has not gone through by then fails with BackendUnavailable rather than hang the action.
+PUBLISH_TIMEOUT = 5.0
 
 
 def create_broadcast(url: str) -> Broadcast:
@@ -70,6 +82,7 @@ class Connection:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
         self.channel = channel
+        self.user = user_of(websocket)
         self.closed = False
         self.closing = False
         self._outbox: asyncio.Queue[str | _Tracked | _Close] = asyncio.Queue(maxsize=send_queue_size)
@@ -166,17 +179,72 @@ class _Group:
 
 
 class ChannelLayer:
-    """Publish to channels and fan incoming messages out to this process's connections."""
+    """Publish to channels and fan incoming messages out to this process's connections.
 
-    def __init__(self, broadcast: Broadcast, *, send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE) -> None:
+    Args:
+        broadcast: The connected ``Broadcast`` every process shares.
+        presence: Who is connected (``LocalPresence`` by default: this process only).
+        namespace: Names the channel that carries messages for one connection or one user.
+        send_queue_size: Frames buffered per connection before a client that stops reading is closed.
+    """
+
+    def __init__(
+        self,
+        broadcast: Broadcast,
+        *,
+        presence: Presence | None = None,
+        namespace: str = "fastapi-channels",
+        send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+    ) -> None:
         self.broadcast = broadcast
+        self.presence = presence or LocalPresence()
+        self.direct_channel = f"{namespace}.direct"
         self.send_queue_size = send_queue_size
         self._groups: dict[str, _Group] = {}
         self._by_websocket: dict[int, Connection] = {}
+        self._by_id: dict[str, Connection] = {}
+        self._by_user: dict[str, set[Connection]] = {}
+        self._direct = _Group()
+
+    async def start(self) -> None:
+        """Start presence and listen for messages addressed to this process's connections and users."""
+        await self.presence.start()
+        try:
+            async with self._direct.lock:
+                await self._start_pump(self.direct_channel, self._direct, deliver=self._deliver_direct)
+        except BaseException:
+            await self.presence.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop listening for direct messages and remove this process's connections from presence."""
+        pump, self._direct.pump = self._direct.pump, None
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+        await self.presence.stop()
 
     async def publish(self, channel: str, text: str) -> None:
-        """Send ``text`` to every connection of ``channel`` on every process sharing the backend."""
-        await self.broadcast.publish(channel, text)
+        """Send ``text`` to every connection of ``channel`` on every process sharing the backend.
+
+        Raises:
+            BackendUnavailable: The backend refused the message or did not take it within ``PUBLISH_TIMEOUT``.
+        """
+        try:
+            await asyncio.wait_for(self.broadcast.publish(channel, text), PUBLISH_TIMEOUT)
+        except Exception as exc:
+            logger.warning("Publishing to %r failed: %r", channel, exc)
+            raise BackendUnavailable(error_msg="The message could not be sent: the backend cannot be reached.") from exc
+
+    async def send_direct(
+        self, text: str, *, connection_id: str | None = None, user: str | None = None, channel: str | None = None
+    ) -> None:
+        """Send ``text`` to one connection, or to every connection of ``user`` (in ``channel`` only, if given)."""
+        if (connection_id is None) == (user is None):
+            raise ValueError("Address a direct message to exactly one of connection_id= and user=.")
+        envelope = {"connection": connection_id, "user": user, "channel": channel, "text": text}
+        await self.publish(self.direct_channel, json.dumps(envelope, separators=(",", ":")))
 
     def connection_for(self, websocket: WebSocket) -> Connection | None:
         """Return the live connection of ``websocket``, if it is in a channel on this process."""
@@ -192,7 +260,7 @@ class ChannelLayer:
             del self._by_websocket[id(connection.websocket)]
 
     def count(self, channel: str) -> int:
-        """Return how many connections this process holds in ``channel``."""
+        """Return how many connections this process holds in ``channel`` (``presence`` counts every process)."""
         group = self._groups.get(channel)
         return len(group.members) if group else 0
 
@@ -202,17 +270,27 @@ class ChannelLayer:
         return list(group.members) if group else []
 
     async def add(self, connection: Connection, *, max_connections: int | None = None) -> bool:
-        """Admit ``connection`` to its channel unless it is full; subscribe the process on first use."""
+        """Admit ``connection`` to its channel unless it is full; subscribe the process on first use.
+
+        Raises:
+            BackendUnavailable: Presence is shared through Redis and Redis cannot be reached.
+        """
         channel = connection.channel
+        member = self.presence.new_member(connection.id, connection.user)
+        try:
+            # The check and the reservation are one step (a Lua script in Redis), so racing joins cannot overfill.
+            if not await self.presence.add(channel, member, max_connections=max_connections):
+                return False
+        except PresenceUnavailable as exc:
+            logger.warning("Cannot admit a connection to %r: %s", channel, exc)
+            raise BackendUnavailable(error_msg="The channel cannot be joined right now. Try again later.") from exc
         group = self._groups.setdefault(channel, _Group())
-        # Checked and reserved without an await in between, so racing joins cannot overfill the channel.
-        if max_connections is not None and len(group.members) >= max_connections:
-            return False
         group.members.add(connection)
+        self._index(connection)
         try:
             async with group.lock:
                 if group.pump is None or group.pump.done():
-                    await self._start_pump(channel, group)
+                    await self._start_pump(channel, group, deliver=self._deliver_to(group))
         except BaseException:
             await self.discard(connection)
             raise
@@ -222,9 +300,11 @@ class ChannelLayer:
         """Remove ``connection``; unsubscribe the process when it was the channel's last one here."""
         channel = connection.channel
         group = self._groups.get(channel)
-        if group is None:
+        if group is None or connection not in group.members:
             return
         group.members.discard(connection)
+        self._unindex(connection)
+        await self.presence.remove(channel, connection.id)
         async with group.lock:
             if group.members or group.pump is None:
                 return
@@ -239,20 +319,59 @@ class ChannelLayer:
             if not group.members and self._groups.get(channel) is group:
                 del self._groups[channel]
 
-    async def _start_pump(self, channel: str, group: _Group) -> None:
+    def _index(self, connection: Connection) -> None:
+        self._by_id[connection.id] = connection
+        if connection.user is not None:
+            self._by_user.setdefault(connection.user, set()).add(connection)
+
+    def _unindex(self, connection: Connection) -> None:
+        self._by_id.pop(connection.id, None)
+        if connection.user is not None:
+            same_user = self._by_user.get(connection.user)
+            if same_user is not None:
+                same_user.discard(connection)
+                if not same_user:
+                    del self._by_user[connection.user]
+
+    @staticmethod
+    def _deliver_to(group: _Group) -> Callable[[str], None]:
+        def deliver(text: str) -> None:
+            for connection in list(group.members):
+                connection.send(text)
+
+        return deliver
+
+    def _deliver_direct(self, envelope_text: str) -> None:
+        try:
+            envelope = json.loads(envelope_text)
+            text = envelope["text"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("Dropped a malformed direct message on %r", self.direct_channel)
+            return
+        if envelope.get("connection") is not None:
+            connection = self._by_id.get(envelope["connection"])
+            targets = [connection] if connection is not None else []
+        else:
+            targets = list(self._by_user.get(envelope.get("user"), ()))
+        channel = envelope.get("channel")
+        for connection in targets:
+            if channel is None or connection.channel == channel:
+                connection.send(text)
+
+    async def _start_pump(self, channel: str, group: _Group, *, deliver: Callable[[str], None]) -> None:
         subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        group.pump = asyncio.create_task(self._pump(channel, group, subscribed), name=f"fastapi-channels:{channel}")
+        group.pump = asyncio.create_task(self._pump(channel, deliver, subscribed), name=f"fastapi-channels:{channel}")
+        group.pump.add_done_callback(_report_failure)
         await subscribed
 
-    async def _pump(self, channel: str, group: _Group, subscribed: asyncio.Future[None]) -> None:
+    async def _pump(self, channel: str, deliver: Callable[[str], None], subscribed: asyncio.Future[None]) -> None:
         try:
             async with self.broadcast.subscribe(channel) as subscriber:
                 subscribed.set_result(None)
                 async for event in subscriber:  # type: ignore[union-attr]
                     if event is None:
                         continue
-                    for connection in list(group.members):
-                        connection.send(event.message)
+                    deliver(event.message)
                     # Let the senders run between events: a burst that arrives at once must not overflow the
                     # queues of clients that are reading.
                     await asyncio.sleep(0)
@@ -260,3 +379,9 @@ class ChannelLayer:
             if not subscribed.done():
                 subscribed.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             raise
+
+
+def _report_failure(pump: asyncio.Task[None]) -> None:
+    # A subscription that ends by itself leaves its connections deaf: never let that pass silently.
+    if not pump.cancelled() and pump.exception() is not None:
+        logger.error("The subscription %s failed", pump.get_name(), exc_info=pump.exception())

@@ -30,10 +30,12 @@ from pyrate_limiter import (
     validate_rate_list,
 )
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette import status
 from starlette.websockets import WebSocket
 
-from fastapi_channels.exceptions import RateLimitExceeded
+from fastapi_channels.exceptions import BackendUnavailable, RateLimitExceeded
+from fastapi_channels.identity import user_of
 
 __all__ = [
     "limiter",
@@ -64,23 +66,11 @@ def default_identifier(websocket: WebSocket) -> str:
     ``X-Forwarded-For`` is never read: behind a trusted proxy, run uvicorn with ``--proxy-headers`` and
     ``--forwarded-allow-ips`` so that the peer address is the real client's.
     """
-    user = websocket.scope.get("user")
-    if getattr(user, "is_authenticated", False):
-        return f"user:{_user_identity(user)}"
+    user = user_of(websocket)
+    if user is not None:
+        return f"user:{user}"
     client = websocket.client
     return f"ip:{client.host}" if client is not None else "ip:unknown"
-
-
-def _user_identity(user: Any) -> str:
-    # Starlette's BaseUser raises NotImplementedError for the properties a subclass does not define.
-    for attribute in ("identity", "display_name"):
-        try:
-            value = getattr(user, attribute, None)
-        except NotImplementedError:
-            continue
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-            return str(value)
-    return repr(user)
 
 
 @dataclass(frozen=True)
@@ -246,9 +236,13 @@ class ChannelRateLimiter(WebSocketRateLimiter):
         if inspect.isawaitable(identity):
             identity = await identity
         key = f"{context_key}:{identity}"
-        if await self.limiter.try_acquire_async(key, blocking=False):
-            return
-        retry_after_ms = await self.buckets.retry_after_ms(key)
+        try:
+            if await self.limiter.try_acquire_async(key, blocking=False):
+                return
+            retry_after_ms = await self.buckets.retry_after_ms(key)
+        except (RedisError, OSError) as exc:
+            # Fail closed: a limit that cannot be checked does not let the request through.
+            raise BackendUnavailable(error_msg="Rate limits cannot be checked right now. Try again later.") from exc
         result = self.callback(ws, retry_after_ms)
         if inspect.isawaitable(result):
             await result

@@ -135,36 +135,68 @@ def channel_name() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
+class UvicornProcess:
+    """A real uvicorn process serving ``module:attribute`` on a free port; its output goes to a file."""
+
+    def __init__(self, app: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # A file, not a pipe: a pipe nobody reads would block a chatty server.
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)]
+            + ["--log-level", "warning"],
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_until_serving(self, timeout: float = 20) -> None:
+        """Wait until the port accepts connections; fail with the server's output if it exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited early:\n{self.output()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start within {timeout} s:\n{self.output()}")
+            time.sleep(0.05)
+
+    def output(self) -> str:
+        """Return what the server has printed so far."""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def kill(self) -> None:
+        """End the process at once with SIGKILL: no shutdown, no cleanup, like a power loss."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        """Stop the server gracefully (SIGTERM), killing it if it does not stop within 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def close(self) -> None:
+        """Stop the server and drop its output."""
+        self.stop()
+        self._log.close()
+
+
 @contextlib.contextmanager
 def run_uvicorn(app: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[str]:
     """Serve ``module:attribute`` with a real uvicorn process; yield its ``http://host:port`` base URL."""
-    port = free_port()
-    # The server's output goes to a file: a pipe nobody reads would block a chatty server.
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    server = UvicornProcess(app, env=env, cwd=cwd)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"uvicorn exited early:\n{log.read().decode(errors='replace')}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start within 20 s")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        server.wait_until_serving()
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+        server.close()

@@ -13,6 +13,7 @@ import redis
 from broadcaster import Event
 from redis.asyncio import Redis
 
+from fastapi_channels.api import _build_presence
 from fastapi_channels.backends import PostgresBackend, RedisPubSubBackend
 from fastapi_channels.layers import ChannelLayer, create_broadcast
 from tests.apps.sockets import Member, leave_all
@@ -161,9 +162,16 @@ async def any_layer(any_broadcast_url: str, channel_name: str) -> AsyncIterator[
     """A channel layer over a connected broadcaster of each backend."""
     broadcast = create_broadcast(any_broadcast_url)
     await broadcast.connect()
+    # Presence as add_channel picks it for this URL; the namespace starts with the channel name so that
+    # the cleanup below finds its keys too.
+    namespace = f"{channel_name}-ns"
+    presence = _build_presence(None, any_broadcast_url, namespace=namespace, ttl=30.0)
+    layer = ChannelLayer(broadcast, presence=presence, namespace=namespace)
+    await layer.start()
     try:
-        yield ChannelLayer(broadcast)
+        yield layer
     finally:
+        await layer.stop()
         await broadcast.disconnect()
         if any_broadcast_url.startswith("redis-stream://"):
             # Streams stay in Redis after the test: remove this test's.
@@ -246,3 +254,39 @@ async def test_layer_joins_of_different_channels_and_publishes_at_the_same_time_
         assert await member.peer.next_text() == f"to newcomer {index}"
     await leave_all(any_layer, [busy, *newcomers])
     assert all(any_layer.count(f"{channel_name}-new-{index}") == 0 for index in range(5))
+
+
+async def test_layer_direct_messages_reach_only_their_connection_or_user(
+    any_layer: ChannelLayer, channel_name: str
+) -> None:
+    ann = [await Member.open(channel_name, user="ann"), await Member.open(f"{channel_name}-other", user="ann")]
+    bob = await Member.open(channel_name, user="bob")
+    anonymous = await Member.open(channel_name)
+    everyone = [*ann, bob, anonymous]
+    await asyncio.gather(*(any_layer.add(member.connection) for member in everyone))
+
+    await any_layer.send_direct("to ann", user="ann")
+    await any_layer.send_direct("to ann here", user="ann", channel=channel_name)
+    await any_layer.send_direct("to bob's connection", connection_id=bob.connection.id)
+    await any_layer.send_direct("to nobody", connection_id="no-such-connection")
+    await any_layer.publish(channel_name, "end")
+    await any_layer.publish(f"{channel_name}-other", "end")
+
+    assert [await ann[0].peer.next_text() for _ in range(3)] == ["to ann", "to ann here", "end"]
+    assert [await ann[1].peer.next_text() for _ in range(2)] == ["to ann", "end"]
+    assert [await bob.peer.next_text() for _ in range(2)] == ["to bob's connection", "end"]
+    assert await anonymous.peer.next_text() == "end"
+    await leave_all(any_layer, everyone)
+
+
+async def test_layer_counts_members_through_the_presence_of_its_backend(
+    any_layer: ChannelLayer, channel_name: str
+) -> None:
+    members = [await Member.open(channel_name, user=f"user-{index}") for index in range(3)]
+    admitted = await asyncio.gather(*(any_layer.add(member.connection, max_connections=2) for member in members))
+    assert sorted(admitted) == [False, True, True]
+    assert await any_layer.presence.count(channel_name) == 2
+    listed = {member.connection_id for member in await any_layer.presence.members(channel_name)}
+    assert listed == {member.connection.id for member, ok in zip(members, admitted, strict=True) if ok}
+    await leave_all(any_layer, [member for member, ok in zip(members, admitted, strict=True) if ok])
+    assert await any_layer.presence.count(channel_name) == 0

@@ -8,21 +8,26 @@ import json
 import logging
 import socket
 import threading
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import pytest
 import websockets
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import WebSocketTestSession
 
-from fastapi_channels import add_channel
-from fastapi_channels.api import get_channel_config
+from fastapi_channels import add_channel, limiter
+from fastapi_channels.api import STATE_KEY, get_channel_config
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.testing import receive_close, receive_json, receive_text
-from tests.conftest import run_uvicorn
+from tests.conftest import RedisServer, run_uvicorn
+from tests.helpers import HeaderAuthentication
 
 JOINED = "joined"
 
@@ -472,9 +477,12 @@ def test_connection_end_leaves_no_task_behind(backend: dict[str, Any], channel_n
 
     @app.get("/tasks")
     async def tasks() -> list[str]:
-        # The Redis backend's one reader task belongs to the app, not to a connection.
+        # Only the channel's subscription and the connections' senders; the app-wide tasks (Redis reader,
+        # presence renewal, direct-message listener) live as long as the app.
         names = (task.get_name() for task in asyncio.all_tasks() if not task.done())
-        return sorted(name for name in names if name.startswith("fastapi-channels") and "redis-reader" not in name)
+        return sorted(
+            name for name in names if name == f"fastapi-channels:{channel_name}" or name.startswith("fastapi-channels-send")
+        )
 
     with TestClient(app) as client:
         with joined(client, "/watched") as ws:
@@ -608,3 +616,320 @@ def test_action_reply_then_close_client_receives_reply_before_close(backend: dic
         ws.send_json({"action": "bye"})
         assert receive_json(ws) == {"reply": "goodbye"}
         assert receive_close(ws)[0] == 1000
+
+
+# -- addressing one connection or one user, and who is online ------------------------------------------------
+
+
+def direct_room() -> Channel:
+    """A room whose actions say who the caller is, send to one connection or user, list members and ping."""
+
+    class Room(Channel):
+        @action()
+        async def whoami(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.broadcast_to_personal(websocket, {"id": self.get_connection_id(websocket)})
+
+        @action()
+        async def tell(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.send_to_connection(data["to"], {"told": data["text"]})
+
+        @action()
+        async def tell_user(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.send_to_user(data["user"], {"told": data["text"]}, channel=data.get("channel"))
+
+        @action()
+        async def members(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            members = await self.get_members(channel)
+            count = await self.get_connection_count(channel)
+            await self.broadcast_to_personal(websocket, {"count": count, "members": [asdict(m) for m in members]})
+
+        @action()
+        async def ping(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.broadcast_to_personal(websocket, {"pong": True})
+
+    room = Room()
+    greet_on_join(room)
+    room.add_event_handler("leave", lambda websocket, channel: room.broadcast_to_channel(channel, "left"))
+    return room
+
+
+def serve_authenticated(room: BaseChannel, **add_channel_options: Any) -> FastAPI:
+    """``serve`` behind Starlette's authentication: the ``x-user`` header names the user."""
+    app = serve(room, **add_channel_options)
+    app.add_middleware(AuthenticationMiddleware, backend=HeaderAuthentication())
+    return app
+
+
+@contextlib.contextmanager
+def joined_as(client: TestClient, path: str, user: str | None) -> Iterator[WebSocketTestSession]:
+    """Connect to ``path`` as ``user`` (anonymous if None) and wait until the client is in its channel."""
+    with client.websocket_connect(path, headers={"x-user": user} if user else {}) as ws:
+        assert receive_text(ws) == JOINED
+        yield ws
+
+
+def connection_id_of(ws: WebSocketTestSession) -> str:
+    ws.send_json({"action": "whoami"})
+    answer = receive_json(ws)
+    assert isinstance(answer.get("id"), str) and answer["id"], answer
+    return str(answer["id"])
+
+
+def assert_nothing_else_received(*sockets: WebSocketTestSession) -> None:
+    """Each socket's next frame is the answer to its ping: a message that had leaked to it would come first.
+
+    Called once the addressee has its message: by then the server has queued the message for every socket it
+    went to, so anything leaked is queued before the pong.
+    """
+    for ws in sockets:
+        ws.send_json({"action": "ping"})
+        assert receive_json(ws) == {"pong": True}
+
+
+def test_send_to_connection_reaches_only_that_connection(backend: dict[str, Any], channel_name: str) -> None:
+    app = serve(direct_room(), **backend)
+    room, other_room = f"/ws/{channel_name}", f"/ws/{channel_name}-other"
+    with (
+        TestClient(app) as client,
+        joined(client, room) as sender,
+        joined(client, room) as target,
+        joined(client, room) as bystander,
+        joined(client, other_room) as elsewhere,
+    ):
+        ids = [connection_id_of(ws) for ws in (sender, target, bystander, elsewhere)]
+        assert len(set(ids)) == 4
+        sender.send_json({"action": "tell", "to": ids[1], "text": "psst"})
+        assert receive_json(target) == {"told": "psst"}
+        assert_nothing_else_received(sender, bystander, elsewhere)
+        # Ids are unique across channels: a connection of another channel is reached too.
+        target.send_json({"action": "tell", "to": ids[3], "text": "across"})
+        assert receive_json(elsewhere) == {"told": "across"}
+        assert_nothing_else_received(sender, target, bystander)
+
+
+def test_send_to_connection_unknown_id_is_a_silent_no_op(backend: dict[str, Any], channel_name: str) -> None:
+    app = serve(direct_room(), **backend)
+    path = f"/ws/{channel_name}"
+    with TestClient(app) as client, joined(client, path) as sender, joined(client, path) as other:
+        sender.send_json({"action": "tell", "to": "no-such-connection", "text": "lost"})
+        # No error for the sender; the next direct message is the first anyone receives.
+        sender.send_json({"action": "tell", "to": connection_id_of(other), "text": "found"})
+        assert receive_json(other) == {"told": "found"}
+        assert_nothing_else_received(sender, other)
+
+
+def test_send_to_user_reaches_every_connection_of_the_user_and_channel_restricts_it(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    app = serve_authenticated(direct_room(), **backend)
+    lobby, game = f"{channel_name}-lobby", f"{channel_name}-game"
+    with (
+        TestClient(app) as client,
+        joined_as(client, f"/ws/{lobby}", "alice") as alice_lobby,
+        joined_as(client, f"/ws/{lobby}", "alice") as alice_phone,
+        joined_as(client, f"/ws/{game}", "alice") as alice_game,
+        joined_as(client, f"/ws/{lobby}", "bob") as bob,
+        joined_as(client, f"/ws/{lobby}", None) as anonymous,
+    ):
+        bob.send_json({"action": "tell_user", "user": "alice", "text": "hi alice"})
+        for ws in (alice_lobby, alice_phone, alice_game):
+            assert receive_json(ws) == {"told": "hi alice"}
+        assert_nothing_else_received(bob, anonymous)
+        bob.send_json({"action": "tell_user", "user": "alice", "text": "see you in the game", "channel": game})
+        assert receive_json(alice_game) == {"told": "see you in the game"}
+        assert_nothing_else_received(alice_lobby, alice_phone, bob, anonymous)
+        # A user with no connection: nobody receives anything, and the sender gets no error.
+        alice_game.send_json({"action": "tell_user", "user": "carol", "text": "nobody home"})
+        alice_game.send_json({"action": "tell_user", "user": "bob", "text": "hi bob"})
+        assert receive_json(bob) == {"told": "hi bob"}
+        assert_nothing_else_received(alice_lobby, alice_phone, alice_game, bob, anonymous)
+
+
+def test_send_to_user_and_connection_from_http_endpoint_with_channel_bound_to_app(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    app = serve_authenticated(direct_room(), **backend)
+    notifier = BaseChannel(app=app)
+
+    @app.post("/notify/user/{user}")
+    async def notify_user(user: str, text: str, channel: str | None = None) -> None:
+        await notifier.send_to_user(user, {"notified": text}, channel=channel)
+
+    @app.post("/notify/connection/{connection_id}")
+    async def notify_connection(connection_id: str, text: str) -> None:
+        await notifier.send_to_connection(connection_id, {"notified": text})
+
+    @app.get("/members/{channel}")
+    async def members(channel: str) -> dict[str, Any]:
+        found = await notifier.get_members(channel)
+        return {"count": await notifier.get_connection_count(channel), "users": [m.user for m in found]}
+
+    lobby, game = f"{channel_name}-lobby", f"{channel_name}-game"
+    with (
+        TestClient(app) as client,
+        joined_as(client, f"/ws/{lobby}", "alice") as alice_lobby,
+        joined_as(client, f"/ws/{game}", "alice") as alice_game,
+        joined_as(client, f"/ws/{lobby}", "bob") as bob,
+    ):
+        assert client.get(f"/members/{lobby}").json() == {"count": 2, "users": ["alice", "bob"]}
+        assert client.post("/notify/user/alice", params={"text": "from http"}).status_code == 200
+        assert receive_json(alice_lobby) == {"notified": "from http"}
+        assert receive_json(alice_game) == {"notified": "from http"}
+        assert_nothing_else_received(bob)
+        assert client.post("/notify/user/alice", params={"text": "game only", "channel": game}).status_code == 200
+        assert receive_json(alice_game) == {"notified": "game only"}
+        assert_nothing_else_received(alice_lobby, bob)
+        assert client.post(f"/notify/connection/{connection_id_of(bob)}", params={"text": "bob"}).status_code == 200
+        assert receive_json(bob) == {"notified": "bob"}
+        assert_nothing_else_received(alice_lobby, alice_game)
+
+
+def test_get_members_and_connection_id_from_an_action_agree_with_the_count(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    app = serve_authenticated(direct_room(), **backend)
+    path = f"/ws/{channel_name}"
+    with (
+        TestClient(app) as client,
+        joined_as(client, path, "alice") as alice,
+        joined_as(client, f"/ws/{channel_name}-other", "carol"),
+    ):
+        node = get_channel_config_of(app).presence.node
+        with joined_as(client, path, "bob") as bob, joined_as(client, path, None) as anonymous:
+            ids = [connection_id_of(ws) for ws in (alice, bob, anonymous)]
+            anonymous.send_json({"action": "members"})
+            listing = receive_json(anonymous)
+            assert listing["count"] == 3
+            # Oldest first: the order the clients joined in.
+            assert [(m["connection_id"], m["user"], m["node"]) for m in listing["members"]] == [
+                (ids[0], "alice", node),
+                (ids[1], "bob", node),
+                (ids[2], None, node),
+            ]
+            assert all(isinstance(m["joined_at"], float) for m in listing["members"])
+            for leaving in (bob, anonymous):
+                leaving.close()
+                assert receive_text(alice) == "left"
+        alice.send_json({"action": "members"})
+        listing = receive_json(alice)
+        assert listing["count"] == len(listing["members"]) == 1
+        assert listing["members"][0]["connection_id"] == ids[0]
+
+
+def get_channel_config_of(app: FastAPI) -> Any:
+    return getattr(app.state, STATE_KEY)
+
+
+# -- Redis going away ------------------------------------------------------------------------------------------
+
+
+def until_one_arrives(sender: WebSocketTestSession, receiver: WebSocketTestSession, *, within: float) -> Any:
+    """Have ``sender`` say numbered messages until ``receiver`` gets one; return it (fail after ``within`` s)."""
+    deadline = time.monotonic() + within
+    number = 0
+    while time.monotonic() < deadline:
+        sender.send_json({"action": "say", "text": f"after {number}"})
+        number += 1
+        with contextlib.suppress(AssertionError):  # nothing within the short wait: this one was lost
+            return receive_json(receiver, timeout=0.2)
+    raise AssertionError(f"no broadcast was delivered within {within} s")
+
+
+def test_publish_while_redis_is_down_answers_1013_keeps_the_socket_and_delivery_resumes(
+    own_redis: RedisServer, channel_name: str
+) -> None:
+    class Room(Channel):
+        @action()
+        async def say(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.broadcast_to_channel(channel, {"said": data["text"]})
+
+        @action()
+        async def ping(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.broadcast_to_personal(websocket, {"pong": True})
+
+        @action()
+        async def members(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.broadcast_to_personal(websocket, {"count": len(await self.get_members(channel))})
+
+    room = Room()
+    greet_on_join(room)
+    presence_ttl = 1.5
+    app = serve(room, url=own_redis.url, namespace=f"test-{uuid.uuid4().hex}", presence_ttl=presence_ttl)
+    path = f"/ws/{channel_name}"
+    with TestClient(app) as client, joined(client, path) as speaker, joined(client, path) as listener:
+        speaker.send_json({"action": "say", "text": "before"})
+        assert receive_json(listener) == {"said": "before"}
+        assert receive_json(speaker) == {"said": "before"}
+
+        own_redis.stop()
+        speaker.send_json({"action": "say", "text": "during", "request_id": 7})
+        error = receive_json(speaker)
+        assert {key: error[key] for key in ("status", "action", "request_id", "code", "close")} == {
+            "status": "bad",
+            "action": "say",
+            "request_id": 7,
+            "code": 1013,
+            "close": False,
+        }
+        assert "cannot be reached" in error["errors"]
+        # The socket stays open and the next frame is answered.
+        speaker.send_json({"action": "ping"})
+        assert receive_json(speaker) == {"pong": True}
+        # Who is online cannot be read either: an error frame, the socket stays open.
+        speaker.send_json({"action": "members"})
+        assert receive_json(speaker)["code"] == 1013
+        # A client that cannot be admitted is told why and closed with 1013.
+        with client.websocket_connect(path) as refused:
+            assert receive_json(refused)["code"] == 1013
+            assert receive_close(refused)[0] == 1013
+
+        own_redis.start()
+        assert until_one_arrives(speaker, listener, within=5)["said"].startswith("after ")
+        speaker.send_json({"action": "say", "text": "final"})
+        while (frame := receive_json(speaker)) != {"said": "final"}:
+            assert frame.get("said", "").startswith("after ") or frame.get("code") == 1013, frame
+        while (frame := receive_json(listener)) != {"said": "final"}:
+            assert frame["said"].startswith("after "), frame
+
+        # Redis came back empty; the next renewal of the lease rewrites who is connected.
+        def both_listed() -> bool:
+            speaker.send_json({"action": "members"})
+            return bool(receive_json(speaker) == {"count": 2})
+
+        deadline = time.monotonic() + presence_ttl / 3 + 1
+        while not both_listed():
+            assert time.monotonic() < deadline, "the members were not restored after the restart"
+
+
+def test_rate_limit_check_while_limiter_redis_is_down_answers_backend_unavailable(
+    own_redis: RedisServer, channel_name: str
+) -> None:
+    class Room(Channel):
+        @action()
+        @limiter(100, seconds=1)
+        async def limited(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.broadcast_to_personal(websocket, {"done": data["n"]})
+
+        @action()
+        async def ping(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
+            await self.broadcast_to_personal(websocket, {"pong": True})
+
+    app = serve(Room(), url="memory://", limiter_url=own_redis.url, limiter_prefix=f"test-{uuid.uuid4().hex}")
+    with TestClient(app) as client, client.websocket_connect(f"/ws/{channel_name}") as ws:
+        ws.send_json({"action": "limited", "n": 1})
+        assert receive_json(ws) == {"done": 1}
+        own_redis.stop()
+        ws.send_json({"action": "limited", "n": 2, "request_id": "r-2"})
+        error = receive_json(ws)
+        assert {key: error[key] for key in ("action", "request_id", "code", "close")} == {
+            "action": "limited",
+            "request_id": "r-2",
+            "code": 1013,
+            "close": False,
+        }
+        assert "Rate limits cannot be checked" in error["errors"]
+        ws.send_json({"action": "ping"})
+        assert receive_json(ws) == {"pong": True}
+        own_redis.start()
+        ws.send_json({"action": "limited", "n": 3})
+        assert receive_json(ws) == {"done": 3}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from starlette.authentication import SimpleUser
 from starlette.websockets import WebSocket
 
 from fastapi_channels.layers import ChannelLayer, Connection
@@ -62,10 +63,12 @@ class Peer:
         return messages
 
 
-async def open_websocket() -> tuple[WebSocket, Peer]:
-    """Return an accepted server-side ``WebSocket`` and its client ``Peer``."""
+async def open_websocket(*, user: str | None = None) -> tuple[WebSocket, Peer]:
+    """Return an accepted server-side ``WebSocket`` and its client ``Peer``, authenticated as ``user`` if given."""
     peer = Peer()
     scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b"", "client": ("127.0.0.1", 1)}
+    if user is not None:
+        scope["user"] = SimpleUser(user)
     websocket = WebSocket(scope, peer.receive, peer.send)
     await websocket.accept()
     assert (await peer.next())["type"] == "websocket.accept"
@@ -81,9 +84,9 @@ class Member:
         self.sender = asyncio.create_task(connection.run_sender())
 
     @classmethod
-    async def open(cls, channel: str, *, send_queue_size: int = 16) -> Member:
-        """Open a websocket and wrap it in a running connection of ``channel``."""
-        websocket, peer = await open_websocket()
+    async def open(cls, channel: str, *, send_queue_size: int = 16, user: str | None = None) -> Member:
+        """Open a websocket (of ``user``, if given) and wrap it in a running connection of ``channel``."""
+        websocket, peer = await open_websocket(user=user)
         return cls(Connection(websocket, channel, send_queue_size=send_queue_size), peer)
 
     async def stop(self) -> None:
