@@ -196,9 +196,16 @@ def create_app(url: str | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=StaticPath), name="static")
 
     rooms: dict[str, Room] = {}
+    # Rate limits count per client address: two tabs of one browser share them.
     serve(app, rooms, "/base", BaseRoom(app=app), "Relays every text frame to everyone in the room.")
-    serve(app, rooms, "/person", PersonRoom(app=app), "A room for two; count is limited to 2 calls per 3000 s.")
-    serve(app, rooms, "/group", build_group_room(app), "A room for 200 with join/leave notices; 1 message per 3 s.")
+    serve(app, rooms, "/person", PersonRoom(app=app), "A room for two; count: 2 calls per 3000 s per address.")
+    serve(
+        app,
+        rooms,
+        "/group",
+        build_group_room(app),
+        "A room for 200 with join/leave notices; 1 message per 3 s per address.",
+    )
     backend = "Redis" if uses_redis else "memory (one process)"
 
     async def describe_all() -> dict[str, dict[str, Any]]:

@@ -67,10 +67,13 @@ class RedisPubSubBackend(BroadcastBackend):
                 await self._reader
             except asyncio.CancelledError:
                 pass
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        if self._redis is not None:
-            await self._redis.aclose()
+        # Forgotten, so that a leave finishing after shutdown cannot open a fresh connection nobody closes.
+        pubsub, self._pubsub = self._pubsub, None
+        redis, self._redis = self._redis, None
+        if pubsub is not None:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+        if redis is not None:
+            await redis.aclose()
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and wait until Redis confirms, so no later publish is missed."""
@@ -206,9 +209,10 @@ class PostgresBackend(BroadcastBackend):
             await self._listener.add_listener(channel, self._on_notification)
 
     async def unsubscribe(self, channel: str) -> None:
-        """Stop listening to ``channel``."""
+        """Stop listening to ``channel``; a no-op once disconnected."""
         async with self._listen_lock:
-            await self._listener.remove_listener(channel, self._on_notification)
+            if self._listener is not None:
+                await self._listener.remove_listener(channel, self._on_notification)
 
     async def publish(self, channel: str, message: Any) -> None:
         """NOTIFY ``channel`` with ``message`` (text)."""

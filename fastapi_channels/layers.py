@@ -24,7 +24,7 @@ from broadcaster import Broadcast
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from fastapi_channels.exceptions import BackendUnavailable
+from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied
 from fastapi_channels.identity import user_of
 from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
 
@@ -33,8 +33,9 @@ __all__ = ["ChannelLayer", "Connection", "create_broadcast", "DEFAULT_SEND_QUEUE
 logger = logging.getLogger("fastapi_channels.layers")
 
 DEFAULT_SEND_QUEUE_SIZE = 256
-# A publish that has not gone through by then fails with BackendUnavailable rather than hang the action.
+"""Frames buffered per connection before a client that stops reading is closed with 1013."""
 PUBLISH_TIMEOUT = 5.0
+"""Seconds after which a publish that has not gone through fails with ``BackendUnavailable`` (never a hang)."""
 
 
 def create_broadcast(url: str) -> Broadcast:
@@ -230,7 +231,12 @@ class ChannelLayer:
 
         Raises:
             BackendUnavailable: The backend refused the message or did not take it within ``PUBLISH_TIMEOUT``.
+            PermissionDenied: ``channel`` is the reserved channel of direct messages.
         """
+        self.check_channel(channel)
+        await self._publish(channel, text)
+
+    async def _publish(self, channel: str, text: str) -> None:
         try:
             await asyncio.wait_for(self.broadcast.publish(channel, text), PUBLISH_TIMEOUT)
         except Exception as exc:
@@ -244,7 +250,16 @@ class ChannelLayer:
         if (connection_id is None) == (user is None):
             raise ValueError("Address a direct message to exactly one of connection_id= and user=.")
         envelope = {"connection": connection_id, "user": user, "channel": channel, "text": text}
-        await self.publish(self.direct_channel, json.dumps(envelope, separators=(",", ":")))
+        await self._publish(self.direct_channel, json.dumps(envelope, separators=(",", ":")))
+
+    def check_channel(self, channel: str) -> None:
+        """Refuse the channel that carries direct messages: whoever joined it could read and forge them.
+
+        Raises:
+            PermissionDenied: ``channel`` is ``<namespace>.direct``.
+        """
+        if channel == self.direct_channel:
+            raise PermissionDenied(error_msg=f"The channel name {channel!r} is reserved.")
 
     def connection_for(self, websocket: WebSocket) -> Connection | None:
         """Return the live connection of ``websocket``, if it is in a channel on this process."""
@@ -274,8 +289,10 @@ class ChannelLayer:
 
         Raises:
             BackendUnavailable: Presence is shared through Redis and Redis cannot be reached.
+            PermissionDenied: The connection asks for the reserved channel of direct messages.
         """
         channel = connection.channel
+        self.check_channel(channel)
         member = self.presence.new_member(connection.id, connection.user)
         try:
             # The check and the reservation are one step (a Lua script in Redis), so racing joins cannot overfill.

@@ -15,9 +15,12 @@ __all__ = ["ChannelEvents", "EventHandler", "Lifespan", "EVENT_TYPES"]
 logger = logging.getLogger("fastapi_channels.lifespan")
 
 EventHandler = Callable[[WebSocket, str], Any]
+"""A join or leave handler: ``(websocket, channel)``, sync or async."""
 Lifespan = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
+"""A per-connection lifespan: ``(websocket, channel)`` or ``(channel_object, websocket, channel)`` -> async CM."""
 EventType = Literal["join", "leave"]
 EVENT_TYPES: tuple[str, ...] = ("join", "leave")
+"""The event types handlers can be registered for."""
 
 
 class ChannelEvents:

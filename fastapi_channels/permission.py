@@ -82,6 +82,7 @@ class BasePermission(metaclass=_PermissionMeta):
 PermissionLike: TypeAlias = (
     "BasePermission | type[BasePermission] | Callable[..., Any] | bool | None | Sequence[PermissionLike]"
 )
+"""A permission: a class, an instance, a sync or async function, a bool, None, or a list of them (all must allow)."""
 
 
 class AllowAny(BasePermission):

@@ -24,8 +24,10 @@ __all__ = [
 ]
 
 Frame = dict[str, Any]
+"""A decoded JSON frame: a JSON object."""
 
 INTERNAL_ERROR_MESSAGE = "Internal server error."
+"""What a client reads when an action crashes: the details stay in the server log."""
 
 
 def parse_frame(text: str) -> Frame:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_TIMEOUT", "receive", "receive_text", "receive_json", "receive_close", "send_action"]
 
 DEFAULT_TIMEOUT = 5.0
+"""Seconds the receive helpers wait for a frame before failing the test."""
 
 # A wait that timed out keeps running in its thread; the next call takes over its result so no frame is lost.
 _pending: weakref.WeakKeyDictionary[Any, Future[dict[str, Any]]] = weakref.WeakKeyDictionary()

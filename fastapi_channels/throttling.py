@@ -54,7 +54,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 LIMITS_ATTR = "__fastapi_channels_limits__"
 
 Identifier = Callable[[WebSocket], "str | Awaitable[str]"]
+"""Names whose budget a request spends: ``(websocket) -> str``, sync or async."""
 WsCallback = Callable[[WebSocket, int], Any]
+"""Answers a refused request instead of ``RateLimitExceeded``: ``(websocket, retry_after_ms)``."""
 
 # Buckets kept per limit before idle ones are dropped; the state of a dropped Redis bucket lives on in Redis.
 MAX_CACHED_BUCKETS = 10_000
@@ -117,7 +119,10 @@ def limiter(
 
     Args:
         times: Requests allowed per period (and the largest burst).
-        milliseconds, seconds, minutes, hours: The period, added together.
+        milliseconds: Milliseconds of the period (all four period keywords are added together).
+        seconds: Seconds of the period.
+        minutes: Minutes of the period.
+        hours: Hours of the period.
         identifier: ``(websocket) -> str``, sync or async, naming whose budget a request spends.
         ws_callback: ``(websocket, retry_after_ms)`` called instead of sending ``RateLimitExceeded``;
             the action is not run either way.

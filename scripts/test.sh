@@ -8,14 +8,24 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,postgres]"
 
-# The suite uses the Redis on 127.0.0.1:6379 when it answers, else starts its own redis-server.
-if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && ! command -v redis-server >/dev/null; then
+# Install Debian packages the suite needs, when they are missing and this script may (root with apt-get).
+need_packages() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
     else
-        echo "The tests need Redis: install redis-server (apt-get install redis-server)." >&2
+        echo "The tests need these Debian packages: apt-get install $*" >&2
         exit 1
     fi
+}
+
+# The suite uses the Redis on 127.0.0.1:6379 when it answers, else starts its own redis-server; the tests
+# that restart Redis under live connections always start one of their own.
+if ! command -v redis-server >/dev/null; then
+    need_packages redis-server
+fi
+# The demo page is tested in Debian's headless Chromium, driven through its ChromeDriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    need_packages chromium chromium-driver
 fi
 
 if [ "$#" -eq 0 ]; then

@@ -123,10 +123,12 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.fixture(params=["memory", "redis"])
 def backend(request: pytest.FixtureRequest) -> dict[str, str | None]:
     """``add_channel`` keywords for each backend: memory:// alone, and redis:// for broadcast and limits."""
+    # Each test has its own key prefixes and namespace, so runs sharing one Redis never reach each other's users.
+    prefix = f"test-{uuid.uuid4().hex}"
     if request.param == "memory":
-        return {"url": "memory://", "limiter_url": None, "limiter_prefix": f"test-{uuid.uuid4().hex}"}
+        return {"url": "memory://", "limiter_url": None, "limiter_prefix": prefix, "namespace": prefix}
     url = request.getfixturevalue("redis_url")
-    return {"url": url, "limiter_url": url, "limiter_prefix": f"test-{uuid.uuid4().hex}"}
+    return {"url": url, "limiter_url": url, "limiter_prefix": prefix, "namespace": prefix}
 
 
 @pytest.fixture

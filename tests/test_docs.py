@@ -2,8 +2,9 @@
 
 Like FastAPI's tutorial tests, each sample is executed as a fresh module and driven with TestClient. The
 meta tests at the end keep docs/ and docs_src/ honest: every Python block in a page is a docs_src file
-(copied verbatim), every docs_src file is shown in a page and run by a test here, every public name of the
-package is documented, and the API reference carries each signature and docstring summary.
+(copied verbatim), every docs_src file is shown in a page and run by a test here, the site builds with
+`mkdocs build --strict` with every page in its navigation, and the generated API reference shows every
+public name of every module with its docstring.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import html
 import importlib
 import importlib.util
 import inspect
 import json
 import logging
+import os
 import pkgutil
 import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,9 +30,12 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 import fastapi_channels
 from fastapi_channels import exceptions
@@ -39,6 +46,7 @@ from fastapi_channels.layers import create_broadcast
 from fastapi_channels.testing import receive_close, receive_json
 from fastapi_channels.throttling import limiter
 from fastapi_channels.used import PersonChannel
+from tests.conftest import RedisServer, run_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -1033,6 +1041,188 @@ def test_migration_legacy_rooms_work_unchanged() -> None:
     assert sample.group.max_connection == 200
 
 
+# -- deployment -----------------------------------------------------------------------------------------
+
+
+def test_deployment_app_refuses_pages_of_other_sites(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com,https://www.example.com")
+    sample = load("deployment/app.py")
+    with TestClient(sample.app) as client:
+        for headers in ({"origin": "https://evil.example"}, {}, {"origin": "https://chat.example.com.evil.example"}):
+            with client.websocket_connect("/chat/lobby", headers=headers) as websocket:
+                error = error_frame(websocket)
+                assert (error["action"], error["code"], error["close"]) == (None, 1008, True)
+                assert close_code(websocket) == 1008
+        with client.websocket_connect("/chat/lobby", headers={"origin": "https://www.example.com"}) as websocket:
+            websocket.send_json({"action": "message", "text": "hi"})
+            assert websocket.receive_json() == {"action": "message", "text": "hi"}
+            websocket.send_json({"action": "online"})
+            assert websocket.receive_json() == {"action": "online", "count": 1}
+
+
+async def proxied_socket(base_url: str, room: str, forwarded_for: str) -> ClientConnection:
+    """Open a websocket to ``room`` as a proxy would, saying who the client is; return once it has joined."""
+    websocket = await connect(
+        base_url.replace("http://", "ws://") + f"/chat/{room}",
+        origin=Origin("http://127.0.0.1:8000"),
+        additional_headers={"X-Forwarded-For": forwarded_for},
+        open_timeout=5,
+    )
+    await websocket.send(json.dumps({"action": "online"}))  # answered once the socket has joined its room
+    assert (await next_frame(websocket))["action"] == "online"
+    return websocket
+
+
+async def next_frame(websocket: ClientConnection) -> dict[str, Any]:
+    frame = json.loads(await asyncio.wait_for(websocket.recv(), 5))
+    assert isinstance(frame, dict)
+    return frame
+
+
+async def spend_budget_then_send_as_another_client(base_url: str) -> dict[str, Any]:
+    """Spend client 203.0.113.7's five messages, then return the answer to one message of 198.51.100.9."""
+    first = await proxied_socket(base_url, "lobby", "203.0.113.7")
+    try:
+        for number in range(5):  # a few milliseconds: far less than the 2 s one token takes to refill
+            await first.send(json.dumps({"action": "message", "text": str(number)}))
+            assert (await next_frame(first))["text"] == str(number)
+    finally:
+        await first.close()
+    second = await proxied_socket(base_url, "lobby", "198.51.100.9")
+    try:
+        await second.send(json.dumps({"action": "message", "text": "mine"}))
+        return await next_frame(second)
+    finally:
+        await second.close()
+
+
+@pytest.mark.parametrize(("allowed", "shared_budget"), [("10.0.0.2", True), ("127.0.0.1", False)])
+async def test_deployment_x_forwarded_for_counts_only_from_a_trusted_proxy(allowed: str, shared_budget: bool) -> None:
+    # The test connects from 127.0.0.1: trusted as the proxy, or not when the proxy is said to be 10.0.0.2.
+    env = {"FORWARDED_ALLOW_IPS": allowed, "ALLOWED_ORIGINS": "http://127.0.0.1:8000"}
+    with run_uvicorn("docs_src.deployment.app:app", env=env) as base_url:
+        answer = await spend_budget_then_send_as_another_client(base_url)
+    if shared_budget:  # the header was ignored: both sockets are the proxy's address, one budget
+        assert (answer["type"], answer["code"], answer["close"]) == ("response", 1013, False)
+    else:  # uvicorn took the client's address from the header: a budget of its own
+        assert answer == {"action": "message", "text": "mine"}
+
+
+async def test_deployment_workers_share_rooms_and_counts_through_redis(redis_url: str, channel_name: str) -> None:
+    env = {"WEB_CONCURRENCY": "2", "REDIS_URL": redis_url, "ALLOWED_ORIGINS": "http://127.0.0.1:8000"}
+    with run_uvicorn("docs_src.deployment.app:app", env=env) as base_url:
+        sockets = [await proxied_socket(base_url, channel_name, "192.0.2.1") for _ in range(4)]
+        try:
+            for number, sender in enumerate(sockets):  # whichever worker took each socket
+                await sender.send(json.dumps({"action": "message", "text": str(number)}))
+                for websocket in sockets:
+                    assert await next_frame(websocket) == {"action": "message", "text": str(number)}
+            await sockets[3].send(json.dumps({"action": "online"}))
+            assert await next_frame(sockets[3]) == {"action": "online", "count": 4}
+        finally:
+            for websocket in sockets:
+                await websocket.close()
+
+
+def session_of(response: Any) -> str:
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=strict" in cookie
+    return str(cookie.split(";", 1)[0].removeprefix("session="))
+
+
+def test_deployment_cookie_authentication_with_an_origin_check() -> None:
+    sample = load("deployment/cookie_auth.py")
+    with TestClient(sample.app) as client:
+        session = session_of(client.post("/login", params={"name": "ann"}))
+        ours, theirs = "https://chat.example.com", "https://evil.example"
+        with client.websocket_connect("/inbox", headers={"cookie": f"session={session}", "origin": ours}) as ann:
+            ann.send_json({"action": "whoami"})
+            assert ann.receive_json() == {"user": "ann"}
+        for headers in ({"cookie": f"session={session}", "origin": theirs}, {"origin": ours}):
+            with client.websocket_connect("/inbox", headers=headers) as websocket:
+                assert error_frame(websocket)["close"] is True
+                assert close_code(websocket) == 1008
+
+
+def test_deployment_token_in_the_first_message_logs_the_connection_in() -> None:
+    sample = load("deployment/first_message.py")
+    with TestClient(sample.app) as client:
+        with client.websocket_connect("/inbox") as websocket:
+            websocket.send_json({"action": "whoami"})
+            assert error_frame(websocket)["close"] is False
+            websocket.send_json({"action": "authenticate", "token": "token-alice"})
+            assert websocket.receive_json() == {"action": "authenticated", "user": "alice"}
+            websocket.send_json({"action": "whoami"})
+            assert websocket.receive_json() == {"user": "alice"}
+        with client.websocket_connect("/inbox") as websocket:
+            websocket.send_json({"action": "authenticate", "token": "token-mallory"})
+            error = error_frame(websocket)
+            assert (error["errors"], error["close"]) == ("Invalid token.", True)
+            assert close_code(websocket) == 1008
+
+
+def test_deployment_connection_that_never_authenticates_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    sample = load("deployment/first_message.py")
+    monkeypatch.setattr(sample, "LOGIN_TIMEOUT", 0.2)
+    with TestClient(sample.app) as client:
+        with client.websocket_connect("/inbox") as websocket:
+            assert receive_close(websocket) == (1008, "Authenticate first.")
+
+
+# -- scaling out -----------------------------------------------------------------------------------------
+
+
+def test_scaling_lobby_counts_and_broadcasts_through_redis(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", own_redis.url)
+    sample = load("scaling/app.py")
+    assert type(sample.app.state.fastapi_channels.presence).__name__ == "RedisPresence"
+    with TestClient(sample.app) as client:
+        with client.websocket_connect("/lobby") as first, client.websocket_connect("/lobby") as second:
+            first.send_json({"action": "online"})
+            assert first.receive_json() == {"action": "online", "count": 2}
+            second.send_json({"action": "say", "text": "hello"})
+            for websocket in (first, second):
+                assert websocket.receive_json() == {"action": "said", "text": "hello"}
+        stored = redis.Redis.from_url(own_redis.url)
+        try:
+            # The lobby's members live in Redis, where every process sees them; both have left.
+            assert stored.hlen("fastapi-channels:presence:channel:lobby") == 0
+        finally:
+            stored.close()
+
+
+def test_scaling_direct_messages_reach_one_user_or_one_connection(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", own_redis.url)
+    sample = load("scaling/direct.py")
+
+    def as_user(token: str) -> dict[str, str]:
+        return {"cookie": f"session={token}"}
+
+    with TestClient(sample.app) as client:
+        with (
+            client.websocket_connect("/notifications", headers=as_user("token-of-ann")) as ann_phone,
+            client.websocket_connect("/notifications", headers=as_user("token-of-ann")) as ann_laptop,
+            client.websocket_connect("/notifications", headers=as_user("token-of-bob")) as bob,
+            client.websocket_connect("/notifications") as anonymous,
+        ):
+            online = client.get("/online").json()
+            assert [member["user"] for member in online] == ["ann", "ann", "bob", None]
+
+            assert client.post("/notify/ann", params={"text": "your order shipped"}).json() == {"sent": True}
+            for websocket in (ann_phone, ann_laptop):
+                assert websocket.receive_json() == {"action": "notice", "text": "your order shipped"}
+
+            for member, websocket in zip(online, (ann_phone, ann_laptop, bob, anonymous), strict=True):
+                client.post(f"/connections/{member['connection']}/notify", params={"text": f"just {member['user']}"})
+                # The first frame each one gets is its own: bob and the anonymous client got nothing before.
+                assert websocket.receive_json() == {"action": "notice", "text": f"just {member['user']}"}
+
+
 # -- the pages themselves -------------------------------------------------------------------------------
 
 
@@ -1082,84 +1272,100 @@ def public_modules() -> list[ModuleType]:
     return [importlib.import_module(name) for name in names]
 
 
-def test_every_public_name_is_documented() -> None:
-    text = "\n".join(page.read_text() for page in markdown_pages())
-    missing = []
+def own_public_objects() -> Iterator[tuple[str, Any]]:
+    """Yield (qualified name, object) for each class and function a module lists in __all__ and defines."""
+    for module in public_modules():
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module.__name__:
+                yield f"{module.__name__}.{name}", obj
+
+
+def test_every_public_module_declares_all_and_is_in_the_api_page() -> None:
+    blocks = re.findall(r"^::: ([\w.]+)$", API_PAGE.read_text(), re.M)
+    assert len(blocks) == len(set(blocks)), "a module appears twice in api.md"
     for module in public_modules():
         assert hasattr(module, "__all__"), f"{module.__name__} has no __all__"
-        for name in module.__all__:
-            if not re.search(rf"`[^`\n]*\b{re.escape(name)}\b[^`\n]*`", text):
-                missing.append(f"{module.__name__}.{name}")
+    assert set(blocks) == {module.__name__ for module in public_modules()}
+
+
+def test_every_public_class_and_function_has_a_docstring() -> None:
+    missing = []
+    for qualified, obj in own_public_objects():
+        if not inspect.getdoc(obj) or (inspect.isclass(obj) and "__doc__" not in vars(obj)):
+            missing.append(qualified)
+        if inspect.isclass(obj):
+            for attribute, value in vars(obj).items():
+                function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                if not attribute.startswith("_") and inspect.isfunction(function) and not function.__doc__:
+                    missing.append(f"{qualified}.{attribute}")
     assert missing == []
 
 
-def plain_signature(func: Any) -> str | None:
-    """Return ``func``'s signature without annotations or private parameters, as the API page shows it."""
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return None
-    parameters = [
-        parameter.replace(annotation=inspect.Parameter.empty)
-        for parameter in signature.parameters.values()
-        if not parameter.name.startswith("_")
-    ]
-    return str(signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty))
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the documentation site as CI does (``mkdocs build --strict``) and return its folder."""
+    site_dir = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},  # Material's notice about its successor, not a problem
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return site_dir
 
 
-def summary(obj: Any) -> str | None:
-    """Return the first line of ``obj``'s own docstring, with reST literals turned into Markdown code."""
-    doc = obj.__doc__ if isinstance(obj, type) else getattr(obj, "__doc__", None)
-    if isinstance(obj, type) and "__doc__" not in vars(obj):
-        return None
-    if not doc:
-        return None
-    return doc.strip().splitlines()[0].replace("``", "`")
+def nav_pages(entries: Any) -> Iterator[str]:
+    """Yield the Markdown files that mkdocs.yml's nav lists, in order."""
+    for entry in entries:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        if isinstance(value, list):
+            yield from nav_pages(value)
+        else:
+            yield value
 
 
-def api_entries() -> Iterator[tuple[str, str | None, str | None]]:
-    """Yield (qualified name, signature, summary) for every public class, function and method."""
+def built_page(site: Path, page: str) -> Path:
+    return site / ("index.html" if page == "index.md" else f"{page.removesuffix('.md')}/index.html")
+
+
+def test_docs_site_builds_strictly_with_every_page_in_the_nav(site: Path) -> None:
+    nav = list(nav_pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]))
+    assert len(nav) == len(set(nav))
+    assert set(nav) == {page.name for page in markdown_pages()}
+    assert nav[:3] == ["index.md", "installation.md", "first-channel.md"]  # a newcomer's order
+    home = built_page(site, "index.md").read_text()
+    for page in nav:
+        assert built_page(site, page).is_file(), page
+        if page != "index.md":  # every page is reachable from the home page's navigation
+            assert f'href="{page.removesuffix(".md")}/"' in home, page
+
+
+def test_api_page_documents_every_public_name(site: Path) -> None:
+    page = built_page(site, "api.md").read_text()
+    anchors = set(re.findall(r'id="(fastapi_channels[\w.]*)"', page))
+    missing = []
     for module in public_modules():
-        if module.__name__ == "fastapi_channels":
-            continue  # re-exports, documented where they are defined
-        for name in module.__all__:
-            obj = getattr(module, name)
-            if not (inspect.isclass(obj) or inspect.isfunction(obj)) or not obj.__module__.startswith(module.__name__):
-                continue
-            yield name, plain_signature(obj), summary(obj)
-            if inspect.isclass(obj):
-                yield from method_entries(name, obj)
+        if module.__name__ == "fastapi_channels":  # re-exports: documented where they are defined
+            names = [f"{getattr(module, name).__module__}.{name}" for name in module.__all__ if name != "__version__"]
+        else:
+            names = [f"{module.__name__}.{name}" for name in module.__all__]
+        missing += [name for name in [module.__name__, *names] if name not in anchors]
+    assert missing == []
+    assert "__version__" in page
+    text = html_text(page)
+    for qualified, obj in own_public_objects():  # the docstring's summary is shown, not only the name
+        assert html_text(inspect.getdoc(obj).splitlines()[0]) in text, qualified
 
 
-def method_entries(class_name: str, klass: type) -> Iterator[tuple[str, str | None, str | None]]:
-    for attribute, value in vars(klass).items():
-        if attribute.startswith("_") and attribute != "__call__":
-            continue
-        if isinstance(value, property):
-            yield f"{class_name}.{attribute}", "", summary(value.fget)
-        elif isinstance(value, staticmethod | classmethod):
-            yield f"{class_name}.{attribute}", plain_signature(value.__func__), summary(value.__func__)
-        elif inspect.isfunction(value):
-            yield f"{class_name}.{attribute}", plain_signature(value), summary(value)
-
-
-def test_api_reference_shows_every_signature_and_docstring_summary() -> None:
-    text = API_PAGE.read_text()
-    problems = []
-    for name, signature, line in api_entries():
-        shown = f"`{name}{drop_self(signature)}`" if signature is not None else f"`{name}`"
-        if shown not in text:
-            problems.append(f"missing {shown}")
-        if line is not None and line not in text:
-            problems.append(f"{name}: missing summary {line!r}")
-    assert problems == []
-
-
-def drop_self(signature: str | None) -> str:
-    """Remove the leading ``self`` or ``cls`` parameter of a method's signature."""
-    if not signature:
-        return signature or ""
-    return re.sub(r"^\((self|cls)(, )?", "(", signature)
+def html_text(text: str) -> str:
+    """Reduce Markdown or HTML to comparable plain text: no tags, no code marks, single spaces."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    return " ".join(text.replace("``", "").replace("`", "").split())
 
 
 def test_docs_index_links_every_page() -> None:
@@ -1169,9 +1375,10 @@ def test_docs_index_links_every_page() -> None:
 
 
 def heading_anchors(page: Path) -> set[str]:
-    """Return the anchors GitHub (and MkDocs' default slugs) give the headings of ``page``."""
-    anchors = set()
-    for heading in re.findall(r"^#+ (.+)$", page.read_text(), re.M):
+    """Return the anchors GitHub (and MkDocs' default slugs) give the headings of ``page``, and its objects'."""
+    text = page.read_text()
+    anchors = set(re.findall(r"^::: ([\w.]+)$", text, re.M))  # mkdocstrings anchors each object at its path
+    for heading in re.findall(r"^#+ (.+)$", text, re.M):
         text = heading.replace("`", "").strip().lower()
         anchors.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
     return anchors

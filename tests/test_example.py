@@ -553,3 +553,27 @@ async def test_demo_under_uvicorn_serves_page_assets_and_rooms() -> None:
         await alice.send(json.dumps(chat("message", 1)))
         assert await receive_frame(alice) == reply("message", 1)
         await alice.close()
+
+
+async def test_demo_two_processes_on_redis_chat_with_each_other(redis_url: str) -> None:
+    env = {URL_VARIABLE: redis_url}
+    with run_uvicorn("example.app:app", env=env) as first_url, run_uvicorn("example.app:app", env=env) as second_url:
+        assert json.loads(fetch(first_url + "/channels")[2])["backend"] == "Redis"
+        alice = await join_group(first_url)
+        bob = await join_group(second_url)
+        try:
+            # Presence lives in Redis too: each process counts both members, the page's live count with them.
+            for base_url in (first_url, second_url):
+                assert json.loads(fetch(base_url + "/count/group")[2])["connections"] == 2
+            await alice.send(json.dumps(chat("message", 1, user="alice", message="hi from port one")))
+            assert await receive_frame(alice) == reply("message", 1, user="alice", message="hi from port one")
+            assert await receive_frame(bob) == reply("message", 1, user="alice", message="hi from port one")
+            await bob.send(json.dumps(chat("message", 2, user="bob", message="hi from port two")))
+            assert await receive_frame(alice) == reply("message", 2, user="bob", message="hi from port two")
+            assert await receive_frame(bob) == reply("message", 2, user="bob", message="hi from port two")
+            # Leaving one process tells the members of the other.
+            await bob.close()
+            assert await receive_frame(alice) == LEAVE_NOTICE
+        finally:
+            await alice.close()
+            await bob.close()

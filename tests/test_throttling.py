@@ -626,7 +626,7 @@ def test_limiter_keys_in_redis_expire(backend: dict[str, Any], channel_name: str
         assert call(ws, "hit") == {"hit": True}
         inspector = redis.Redis.from_url(redis_url)
         try:
-            keys = inspector.keys(f"{prefix}:*")
+            keys = inspector.keys(f"{prefix}:limit:*")
             if backend["limiter_url"] is None:
                 # In-memory limits never touch Redis.
                 assert keys == []

@@ -1,9 +1,6 @@
 from fastapi import FastAPI, WebSocket
 
-from fastapi_channels import add_channel
-from fastapi_channels.channels import Channel
-from fastapi_channels.decorators import action
-from fastapi_channels.throttling import limiter
+from fastapi_channels import Channel, action, add_channel, limiter
 
 app = FastAPI()
 add_channel(app)  # in memory; add_channel(app, url="redis://localhost:6379") shares rooms between processes
@@ -11,12 +8,12 @@ add_channel(app)  # in memory; add_channel(app, url="redis://localhost:6379") sh
 
 class ChatRoom(Channel):
     @limiter(times=5, seconds=10)  # per client: 5 messages at once, then one every 2 seconds
-    @action("message")
-    async def send_message(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    @action()
+    async def message(self, channel: str, data: dict) -> None:
         await self.broadcast_to_channel(channel, {"user": data.get("user"), "text": data.get("text")})
 
-    @action("count")
-    async def count(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    @action()
+    async def count(self, websocket: WebSocket, channel: str) -> None:
         await self.broadcast_to_personal(websocket, {"online": await self.get_connection_count(channel)})
 
 

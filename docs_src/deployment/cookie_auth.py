@@ -1,0 +1,58 @@
+import secrets
+from typing import Any
+
+from fastapi import FastAPI, Response, WebSocket
+from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection
+
+from fastapi_channels import Channel, action, add_channel
+from fastapi_channels.permission import IsAuthenticated
+
+ALLOWED_ORIGINS = {"https://chat.example.com"}
+SESSIONS: dict[str, str] = {}  # session id -> user name; stands in for your real session store
+
+
+class SessionCookieBackend(AuthenticationBackend):
+    """Log the connection in from its session cookie, which the browser sends with the handshake."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        user = SESSIONS.get(conn.cookies.get("session", ""))
+        if user is None:
+            return None  # anonymous
+        return AuthCredentials(["authenticated"]), SimpleUser(user)
+
+
+def same_origin(websocket: WebSocket, action: str | None, **context: Any) -> bool:
+    """Cookies go along with a socket opened by any site's page: accept only our own pages."""
+    return websocket.headers.get("origin") in ALLOWED_ORIGINS
+
+
+app = FastAPI()
+app.add_middleware(AuthenticationMiddleware, backend=SessionCookieBackend())
+add_channel(app)
+
+
+@app.post("/login")
+async def login(name: str, response: Response) -> dict:
+    # Stands in for your real login form: check a password, then open a session.
+    session = secrets.token_urlsafe(32)
+    SESSIONS[session] = name
+    response.set_cookie("session", session, httponly=True, secure=True, samesite="strict")
+    return {"user": name}
+
+
+class Inbox(Channel):
+    permission_classes = [same_origin, IsAuthenticated]  # both must allow
+
+    @action()
+    async def whoami(self, websocket: WebSocket) -> None:
+        await self.broadcast_to_personal(websocket, {"user": websocket.user.display_name})
+
+
+inbox = Inbox()
+
+
+@app.websocket("/inbox")
+async def inbox_endpoint(websocket: WebSocket) -> None:
+    await inbox.connect(websocket)
