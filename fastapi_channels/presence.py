@@ -36,22 +36,32 @@ MAX_RENEW_INTERVAL = 2.0
 
 T = TypeVar("T")
 
-# Every script first drops the processes whose lease has run out, with their connections.
-_PURGE = """
-local prefix = ARGV[1]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local nodes = prefix .. ':nodes'
-for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
-  local owned = prefix .. ':node:' .. dead
+# Removes a process's connections from their channels; every script that drops a process shares it.
+_FORGET = """
+local function forget(prefix, node)
+  local owned = prefix .. ':node:' .. node
   for _, entry in ipairs(redis.call('SMEMBERS', owned)) do
     local space = string.find(entry, ' ', 1, true)
     redis.call('HDEL', prefix .. ':channel:' .. string.sub(entry, space + 1), string.sub(entry, 1, space - 1))
   end
   redis.call('DEL', owned)
+end
+"""
+
+# Every script but removal first drops the processes whose lease has run out, with their connections.
+_PURGE = (
+    _FORGET
+    + """
+local prefix = ARGV[1]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local nodes = prefix .. ':nodes'
+for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
+  forget(prefix, dead)
   redis.call('ZREM', nodes, dead)
 end
 """
+)
 
 # ARGV: prefix, node, channel, connection id, member JSON, max connections (0: no limit).
 # Returns 1 when admitted, 0 when the channel is full, -1 when this process has no lease (Redis lost it).
@@ -99,13 +109,9 @@ _RESYNC = (
     _PURGE
     + """
 local node = ARGV[2]
-local owned = prefix .. ':node:' .. node
-for _, entry in ipairs(redis.call('SMEMBERS', owned)) do
-  local space = string.find(entry, ' ', 1, true)
-  redis.call('HDEL', prefix .. ':channel:' .. string.sub(entry, space + 1), string.sub(entry, 1, space - 1))
-end
-redis.call('DEL', owned)
+forget(prefix, node)
 redis.call('ZADD', nodes, now + tonumber(ARGV[3]), node)
+local owned = prefix .. ':node:' .. node
 for index = 4, #ARGV, 3 do
   local channel, id = ARGV[index], ARGV[index + 1]
   redis.call('HSET', prefix .. ':channel:' .. channel, id, ARGV[index + 2])
@@ -116,17 +122,15 @@ return 1
 )
 
 # ARGV: prefix, node. Removes this process and its connections at once (graceful shutdown).
-_DROP = """
+_DROP = (
+    _FORGET
+    + """
 local prefix, node = ARGV[1], ARGV[2]
-local owned = prefix .. ':node:' .. node
-for _, entry in ipairs(redis.call('SMEMBERS', owned)) do
-  local space = string.find(entry, ' ', 1, true)
-  redis.call('HDEL', prefix .. ':channel:' .. string.sub(entry, space + 1), string.sub(entry, 1, space - 1))
-end
-redis.call('DEL', owned)
+forget(prefix, node)
 redis.call('ZREM', prefix .. ':nodes', node)
 return 1
 """
+)
 
 
 class PresenceUnavailable(ConnectionError):
