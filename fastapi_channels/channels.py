@@ -35,6 +35,7 @@ from fastapi_channels.exceptions import (
     WebSocketException,
 )
 from fastapi_channels.handlers import lookup_exception_handler
+from fastapi_channels.identity import user_of
 from fastapi_channels.layers import ChannelLayer, Connection
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
 from fastapi_channels.permission import PermissionLike, check_permission_like, has_permission
@@ -379,7 +380,8 @@ class BaseChannel:
                 if connection.closing or connection.closed:
                     return
             joined = True
-            await self._receive_loop(connection)
+            await config.layer.set_user(connection, user_of(websocket))
+            await self._receive_loop(connection, config.layer)
         finally:
             # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
             await asyncio.shield(asyncio.ensure_future(self._leave(connection, config, stack, joined=joined)))
@@ -399,7 +401,7 @@ class BaseChannel:
             except Exception:
                 logger.exception("The lifespan of a connection to %r failed on exit", channel)
 
-    async def _receive_loop(self, connection: Connection) -> None:
+    async def _receive_loop(self, connection: Connection, layer: ChannelLayer) -> None:
         websocket = connection.websocket
         while not (connection.closing or connection.closed):
             message = await websocket.receive()
@@ -421,6 +423,8 @@ class BaseChannel:
                 await self.handle_exception(connection, exc)
             finally:
                 _current_request.reset(token)
+            # The action may have logged the client in or out (scope["user"]): address it by its new name.
+            await layer.set_user(connection, user_of(websocket))
             if websocket.application_state != WebSocketState.CONNECTED:
                 # The handler closed the socket itself.
                 connection.closed = True

@@ -342,6 +342,18 @@ class ChannelLayer:
             if not group.members and self._groups.get(channel) is group:
                 del self._groups[channel]
 
+    async def set_user(self, connection: Connection, user: str | None) -> None:
+        """Address ``connection`` as ``user`` from now on: for ``send_to_user`` and in the member lists."""
+        if connection.user == user:
+            return
+        admitted = self._by_id.get(connection.id) is connection
+        if admitted:
+            self._unindex(connection)
+        connection.user = user
+        if admitted:
+            self._index(connection)
+            await self.presence.set_user(connection.channel, connection.id, user)
+
     def _index(self, connection: Connection) -> None:
         self._by_id[connection.id] = connection
         if connection.user is not None:

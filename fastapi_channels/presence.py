@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable
-from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -86,6 +86,13 @@ redis.call('SREM', prefix .. ':node:' .. node, id .. ' ' .. channel)
 return 1
 """
 
+# ARGV: prefix, channel, connection id, member JSON. Rewrites a member that is still there.
+_UPDATE = """
+local key = ARGV[1] .. ':channel:' .. ARGV[2]
+if redis.call('HEXISTS', key, ARGV[3]) == 1 then redis.call('HSET', key, ARGV[3], ARGV[4]) end
+return 1
+"""
+
 # ARGV: prefix, channel. Returns the members of the channel as a flat id, JSON, id, JSON... list.
 _MEMBERS = _PURGE + "return redis.call('HGETALL', prefix .. ':channel:' .. ARGV[2])\n"
 
@@ -137,7 +144,7 @@ class PresenceUnavailable(ConnectionError):
     """The shared presence store cannot be reached."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Member:
     """One connection of a channel: its id, its authenticated user (None if anonymous) and its process."""
 
@@ -148,7 +155,7 @@ class Member:
 
     def to_json(self) -> str:
         """Return the member as JSON text."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Member:
@@ -195,6 +202,15 @@ class Presence:
             members.pop(connection_id, None)
             if not members:
                 del self._local[channel]
+
+    async def set_user(self, channel: str, connection_id: str, user: str | None) -> Member | None:
+        """Record that the connection now belongs to ``user`` (it logged in or out); return the new member."""
+        members = self._local.get(channel, {})
+        member = members.get(connection_id)
+        if member is None:
+            return None
+        members[connection_id] = member = dataclasses.replace(member, user=user)
+        return member
 
     async def count(self, channel: str) -> int:
         """Return how many connections ``channel`` has."""
@@ -251,6 +267,7 @@ class RedisPresence(Presence):
             for name, source in (
                 ("admit", _ADMIT),
                 ("remove", _REMOVE),
+                ("update", _UPDATE),
                 ("members", _MEMBERS),
                 ("count", _COUNT),
                 ("renew", _RENEW),
@@ -305,6 +322,17 @@ class RedisPresence(Presence):
                 await self._run("remove", [self.prefix, self.node, channel, connection_id])
             except PresenceUnavailable:
                 self._stale = True
+
+    async def set_user(self, channel: str, connection_id: str, user: str | None) -> Member | None:
+        """Record the connection's new user on every process; while Redis is down, once it is back."""
+        async with self._writing:
+            member = await super().set_user(channel, connection_id, user)
+            if member is not None:
+                try:
+                    await self._run("update", [self.prefix, channel, connection_id, member.to_json()])
+                except PresenceUnavailable:
+                    self._stale = True
+            return member
 
     async def count(self, channel: str) -> int:
         """Return how many connections ``channel`` has on every process."""

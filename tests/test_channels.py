@@ -18,6 +18,7 @@ import pytest
 import websockets
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
+from starlette.authentication import SimpleUser, UnauthenticatedUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import WebSocketTestSession
 
@@ -977,3 +978,37 @@ def test_client_joining_the_direct_channel_by_name_can_neither_read_nor_forge_di
             assert client.post("/forge").status_code == 500
             assert client.post("/secret").status_code == 200
             assert receive_text(alice) == "for alice only"
+
+
+def test_user_who_logs_in_with_a_message_is_then_reached_by_send_to_user_and_listed(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    room = direct_room()
+
+    @room.action("login")
+    async def login(websocket: WebSocket, data: dict[str, Any]) -> None:
+        websocket.scope["user"] = SimpleUser(data["name"])
+        await room.broadcast_to_personal(websocket, {"logged_in": data["name"]})
+
+    @room.action("logout")
+    async def logout(websocket: WebSocket, data: dict[str, Any]) -> None:
+        websocket.scope["user"] = UnauthenticatedUser()
+        await room.broadcast_to_personal(websocket, {"logged_out": True})
+
+    app = serve_authenticated(room, **backend)
+    with TestClient(app) as client, joined_as(client, f"/ws/{channel_name}", None) as carol:
+        with joined_as(client, f"/ws/{channel_name}", "dave") as dave:
+            carol.send_json({"action": "login", "name": "carol"})
+            assert receive_json(carol) == {"logged_in": "carol"}
+            dave.send_json({"action": "members"})
+            assert sorted(str(member["user"]) for member in receive_json(dave)["members"]) == ["carol", "dave"]
+
+            dave.send_json({"action": "tell_user", "user": "carol", "text": "welcome"})
+            assert receive_json(carol) == {"told": "welcome"}
+
+            carol.send_json({"action": "logout"})
+            assert receive_json(carol) == {"logged_out": True}
+            dave.send_json({"action": "tell_user", "user": "carol", "text": "gone?"})
+            dave.send_json({"action": "members"})
+            assert sorted(str(member["user"]) for member in receive_json(dave)["members"]) == ["None", "dave"]
+            assert_nothing_else_received(carol)

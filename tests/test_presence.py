@@ -145,6 +145,22 @@ async def test_redis_presence_remove_of_unknown_connection_changes_nothing(
     assert await ids(presence, channel_name) == {member.connection_id}
 
 
+async def test_redis_presence_set_user_is_seen_by_other_processes_and_never_revives_a_member(
+    redis_url: str, start_presence: StartPresence, channel_name: str
+) -> None:
+    here, there = await start_presence(redis_url), await start_presence(redis_url)
+    member = await join(here, channel_name)
+    assert member is not None and member.user is None
+    renamed = await here.set_user(channel_name, member.connection_id, "alice")
+    assert renamed is not None and (renamed.connection_id, renamed.user) == (member.connection_id, "alice")
+    assert [(seen.connection_id, seen.user) for seen in await there.members(channel_name)] == [
+        (member.connection_id, "alice")
+    ]
+    await here.remove(channel_name, member.connection_id)
+    assert await here.set_user(channel_name, member.connection_id, "bob") is None
+    assert await there.members(channel_name) == []
+
+
 async def test_redis_presence_dead_process_stops_counting_within_its_ttl(
     redis_url: str, start_presence: StartPresence, channel_name: str
 ) -> None:
