@@ -31,6 +31,9 @@ logger = logging.getLogger("fastapi_channels.presence")
 DEFAULT_PRESENCE_TTL = 30.0
 """Seconds after which the connections of a process that stopped renewing its lease no longer count."""
 
+# Seconds a presence operation may take before Redis counts as unreachable.
+OPERATION_TIMEOUT = 5.0
+
 # A renewal is one small script call, so renewing often costs little and shortens the gap after a Redis restart.
 MAX_RENEW_INTERVAL = 2.0
 
@@ -318,20 +321,17 @@ class RedisPresence(Presence):
         """Remove a connection; while Redis is down, the next renewal after it returns removes it."""
         async with self._writing:
             await super().remove(channel, connection_id)
-            try:
+            # On failure _guard marks us stale: the next renewal after Redis returns writes the removal.
+            with contextlib.suppress(PresenceUnavailable):
                 await self._run("remove", [self.prefix, self.node, channel, connection_id])
-            except PresenceUnavailable:
-                self._stale = True
 
     async def set_user(self, channel: str, connection_id: str, user: str | None) -> Member | None:
         """Record the connection's new user on every process; while Redis is down, once it is back."""
         async with self._writing:
             member = await super().set_user(channel, connection_id, user)
             if member is not None:
-                try:
+                with contextlib.suppress(PresenceUnavailable):
                     await self._run("update", [self.prefix, channel, connection_id, member.to_json()])
-                except PresenceUnavailable:
-                    self._stale = True
             return member
 
     async def count(self, channel: str) -> int:
@@ -351,9 +351,12 @@ class RedisPresence(Presence):
 
     async def _guard(self, pending: Awaitable[T]) -> T:
         try:
-            return await pending
-        except (RedisError, OSError) as exc:
-            raise PresenceUnavailable(f"Redis at {self.url!r} cannot be reached: {exc}") from exc
+            # Bounded: a Redis that stopped answering must not hold a handshake or a leave for long.
+            return await asyncio.wait_for(pending, OPERATION_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            # A write may have been applied before the answer was lost: the next renewal rewrites ours.
+            self._stale = True
+            raise PresenceUnavailable(f"Redis at {self.url!r} cannot be reached: {exc!r}") from exc
 
     async def _resync(self) -> None:
         args: list[str | int] = [self.prefix, self.node, int(self.ttl * 1000)]

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from fastapi_channels import add_channel
+from fastapi_channels import presence as presence_module
 from fastapi_channels.api import STATE_KEY, FastAPIChannel
 from fastapi_channels.presence import LocalPresence, Member, Presence, PresenceUnavailable, RedisPresence
 from tests.conftest import RedisServer, free_port
@@ -159,6 +160,30 @@ async def test_redis_presence_set_user_is_seen_by_other_processes_and_never_revi
     await here.remove(channel_name, member.connection_id)
     assert await here.set_user(channel_name, member.connection_id, "bob") is None
     assert await there.members(channel_name) == []
+
+
+async def test_redis_presence_redis_that_stops_answering_fails_an_operation_instead_of_hanging(
+    own_redis: RedisServer, start_presence: StartPresence, channel_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence_module, "OPERATION_TIMEOUT", 0.3)
+    presence = await start_presence(own_redis.url)
+    admin = Redis.from_url(own_redis.url)
+    try:
+        # Redis accepts the connection but answers nobody for 3 s, like a server stuck on a slow command.
+        await admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        paused_until = time.monotonic() + 3
+        with pytest.raises(PresenceUnavailable):
+            await join(presence, channel_name)
+        assert time.monotonic() < paused_until, "the join waited for Redis instead of giving up"
+
+        async def answers_again() -> bool:
+            with contextlib.suppress(PresenceUnavailable):
+                return await join(presence, channel_name) is not None
+            return False
+
+        await eventually(answers_again, within=10, what="presence works again once Redis answers")
+    finally:
+        await admin.aclose()
 
 
 async def test_redis_presence_dead_process_stops_counting_within_its_ttl(
