@@ -377,18 +377,24 @@ class ChannelLayer:
         return deliver
 
     def _deliver_direct(self, envelope_text: str) -> None:
+        # Only send_direct writes here, but one bad envelope must never end the listener of every direct message.
         try:
             envelope = json.loads(envelope_text)
-            text = envelope["text"]
-        except (ValueError, KeyError, TypeError):
+            text, connection_id, user = envelope["text"], envelope.get("connection"), envelope.get("user")
+            channel = envelope.get("channel")
+            well_formed = isinstance(text, str) and all(
+                isinstance(address, str | None) for address in (connection_id, user, channel)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            well_formed = False
+        if not well_formed:
             logger.warning("Dropped a malformed direct message on %r", self.direct_channel)
             return
-        if envelope.get("connection") is not None:
-            connection = self._by_id.get(envelope["connection"])
+        if connection_id is not None:
+            connection = self._by_id.get(connection_id)
             targets = [connection] if connection is not None else []
         else:
-            targets = list(self._by_user.get(envelope.get("user"), ()))
-        channel = envelope.get("channel")
+            targets = list(self._by_user.get(user, ())) if user is not None else []
         for connection in targets:
             if channel is None or connection.channel == channel:
                 connection.send(text)

@@ -455,3 +455,29 @@ async def test_leave_finishing_after_shutdown_opens_no_new_redis_connection(
         pubsub = getattr(getattr(broadcast, "_backend", None), "_pubsub", None)
         if pubsub is not None:
             await pubsub.aclose()
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        "not json",
+        "[1, 2]",
+        '{"user": "alice"}',
+        '{"user": ["alice"], "text": "x"}',
+        '{"connection": {"id": 1}, "text": "x"}',
+        '{"user": "alice", "text": 42}',
+        '{"user": "alice", "text": "x", "channel": 7}',
+    ],
+)
+async def test_malformed_direct_message_is_dropped_and_the_listener_keeps_delivering(
+    two_processes: tuple[ChannelLayer, ChannelLayer], channel_name: str, envelope: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender, receiver = two_processes
+    alice = await open_member(channel_name, "alice")
+    await receiver.add(alice.connection)
+    # Straight onto the reserved channel, as a foreign publisher on the same Redis could.
+    await sender.broadcast.publish(sender.direct_channel, envelope)
+    await sender.send_direct("still delivered", user="alice")
+    assert await alice.peer.next_text() == "still delivered"
+    assert "Dropped a malformed direct message" in caplog.text
+    await leave_all(receiver, [alice])
