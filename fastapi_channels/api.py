@@ -10,11 +10,9 @@ from urllib.parse import urlparse
 
 from broadcaster import Broadcast, BroadcastBackend
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from starlette.websockets import WebSocket
 
+from fastapi_channels.backends import redis_client
 from fastapi_channels.exceptions import WebSocketException
 from fastapi_channels.layers import DEFAULT_SEND_QUEUE_SIZE, ChannelLayer, create_broadcast
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
@@ -81,9 +79,7 @@ class FastAPIChannel:
                 await self.broadcast.disconnect()
             raise
         if self.limiter_url and urlparse(self.limiter_url).scheme in ("redis", "rediss"):
-            redis = Redis.from_url(
-                self.limiter_url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3)
-            )
+            redis = redis_client(self.limiter_url)
             try:
                 await redis.ping()
             except Exception as exc:

@@ -20,11 +20,20 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RedisPubSubBackend", "PostgresBackend"]
+__all__ = ["RedisPubSubBackend", "PostgresBackend", "redis_client"]
 
 logger = logging.getLogger("fastapi_channels.backends")
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def redis_client(url: str) -> Redis:
+    """Return a Redis client for ``url`` that fails within seconds and retries a command on a fresh connection.
+
+    After a Redis restart every pooled connection is stale, and the first command on each would otherwise
+    fail (redis-py's ``from_url`` does not retry by default).
+    """
+    return Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3))
 
 
 class RedisPubSubBackend(BroadcastBackend):
@@ -46,11 +55,7 @@ class RedisPubSubBackend(BroadcastBackend):
 
     async def connect(self) -> None:
         """Open the connections, failing fast when Redis cannot be reached."""
-        # Retried on a fresh connection: after a Redis restart every pooled connection is stale, and the first
-        # command on each would otherwise fail (redis-py's from_url does not retry by default).
-        self._redis = Redis.from_url(
-            self._url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3)
-        )
+        self._redis = redis_client(self._url)
         try:
             await self._redis.ping()
         except _CONNECTION_ERRORS as exc:

@@ -20,9 +20,9 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
+
+from fastapi_channels.backends import redis_client
 
 __all__ = ["Member", "Presence", "LocalPresence", "RedisPresence", "DEFAULT_PRESENCE_TTL"]
 
@@ -262,9 +262,7 @@ class RedisPresence(Presence):
 
     async def start(self) -> None:
         """Connect, take a lease and start renewing it."""
-        self._redis = Redis.from_url(
-            self.url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3)
-        )
+        self._redis = redis_client(self.url)
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in (

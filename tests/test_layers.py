@@ -11,15 +11,13 @@ from typing import Any
 import pytest
 from broadcaster import Broadcast, Event
 from redis.asyncio import Redis
-from starlette.authentication import AuthCredentials, SimpleUser
-from starlette.websockets import WebSocket
 
 from fastapi_channels import layers
 from fastapi_channels.exceptions import BackendUnavailable
 from fastapi_channels.layers import ChannelLayer, Connection, create_broadcast
 from fastapi_channels.presence import RedisPresence
 from tests.apps.backends import CountingMemoryBackend
-from tests.apps.sockets import Member, Peer, leave_all, open_websocket
+from tests.apps.sockets import Member, leave_all, open_websocket
 from tests.conftest import RedisServer
 
 
@@ -255,20 +253,7 @@ async def test_connection_close_sends_queued_frames_then_close_with_code_and_rea
 
 async def open_member(channel: str, user: str | None = None) -> Member:
     """Open a connection of ``channel`` whose scope carries the authenticated ``user`` (anonymous if None)."""
-    peer = Peer()
-    scope: dict[str, Any] = {
-        "type": "websocket",
-        "path": "/ws",
-        "headers": [],
-        "query_string": b"",
-        "client": ("127.0.0.1", 1),
-    }
-    if user is not None:
-        scope["user"], scope["auth"] = SimpleUser(user), AuthCredentials(["authenticated"])
-    websocket = WebSocket(scope, peer.receive, peer.send)
-    await websocket.accept()
-    assert (await peer.next())["type"] == "websocket.accept"
-    return Member(Connection(websocket, channel), peer)
+    return await Member.open(channel, user=user, send_queue_size=layers.DEFAULT_SEND_QUEUE_SIZE)
 
 
 @pytest.fixture

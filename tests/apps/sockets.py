@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from starlette.authentication import SimpleUser
+from starlette.authentication import AuthCredentials, SimpleUser
 from starlette.websockets import WebSocket
 
 from fastapi_channels.layers import ChannelLayer, Connection
@@ -68,7 +68,7 @@ async def open_websocket(*, user: str | None = None) -> tuple[WebSocket, Peer]:
     peer = Peer()
     scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b"", "client": ("127.0.0.1", 1)}
     if user is not None:
-        scope["user"] = SimpleUser(user)
+        scope["user"], scope["auth"] = SimpleUser(user), AuthCredentials(["authenticated"])
     websocket = WebSocket(scope, peer.receive, peer.send)
     await websocket.accept()
     assert (await peer.next())["type"] == "websocket.accept"
