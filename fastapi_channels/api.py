@@ -1,122 +1,29 @@
-"""``add_channel``: build an app's channel configuration, run it inside the app lifespan, install handlers."""
+"""``add_channel``: give an app channels (its configuration, run inside the app lifespan) and error handling.
+
+Also the app-wide ways to reach a user or a connection from anywhere, whichever channel object serves them.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any
 
-from broadcaster import Broadcast, BroadcastBackend
 from fastapi import FastAPI
-from starlette.websockets import WebSocket
 
-from fastapi_channels.backends import redis_client
+from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.exceptions import WebSocketException
-from fastapi_channels.layers import DEFAULT_SEND_QUEUE_SIZE, ChannelLayer, create_broadcast
-from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
-from fastapi_channels.presence import DEFAULT_PRESENCE_TTL, LocalPresence, Presence, RedisPresence
-from fastapi_channels.throttling import LimiterBackend, check_throttle_like
+from fastapi_channels.handlers import websocket_exception_handler
+from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_SIZE
+from fastapi_channels.permission import PermissionLike
+from fastapi_channels.presence import DEFAULT_PRESENCE_TTL
+from fastapi_channels.protocol import encode
 
-__all__ = ["add_channel", "FastAPIChannel", "get_channel_config"]
+if TYPE_CHECKING:
+    from broadcaster import Broadcast, BroadcastBackend
 
-logger = logging.getLogger("fastapi_channels")
-
-STATE_KEY = "fastapi_channels"
-
-# Configurations whose app lifespan is running, so that code outside a connection can find one.
-_running: list[FastAPIChannel] = []
-
-
-class FastAPIChannel:
-    """One app's channel configuration: the broadcast layer, the rate-limit backend and the defaults."""
-
-    def __init__(
-        self,
-        *,
-        url: str | None = None,
-        backend: BroadcastBackend | None = None,
-        broadcast: Broadcast | None = None,
-        limiter_url: str | None = None,
-        limiter_prefix: str = "fastapi-channels",
-        permission_classes: PermissionLike = None,
-        throttle_classes: Sequence[Any] | None = None,
-        send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
-        presence_url: str | None = None,
-        presence_ttl: float = DEFAULT_PRESENCE_TTL,
-        namespace: str = "fastapi-channels",
-    ) -> None:
-        if sum(option is not None for option in (url, backend, broadcast)) > 1:
-            raise ValueError("Pass only one of url=, backend= and broadcast= to add_channel().")
-        check_permission_like(permission_classes)
-        check_throttle_like(throttle_classes)
-        if limiter_url is not None and urlparse(limiter_url).scheme not in ("redis", "rediss", "memory"):
-            raise ValueError(f"limiter_url must be a redis://, rediss:// or memory:// URL, not {limiter_url!r}.")
-        if send_queue_size < 1:
-            raise ValueError("send_queue_size must be at least 1.")
-        self.url = url or "memory://"
-        self._own_broadcast = broadcast is None
-        self.broadcast = broadcast or (Broadcast(backend=backend) if backend else create_broadcast(self.url))
-        self.limiter_url = limiter_url
-        self.permission_classes: PermissionLike = (AllowAny,) if permission_classes is None else permission_classes
-        self.throttle_classes: tuple[Any, ...] = tuple(throttle_classes or ())
-        self.presence = _build_presence(presence_url, self.url, namespace=namespace, ttl=presence_ttl)
-        self.layer = ChannelLayer(
-            self.broadcast, presence=self.presence, namespace=namespace, send_queue_size=send_queue_size
-        )
-        self.limiters = LimiterBackend(prefix=limiter_prefix)
-        self.started = False
-
-    async def startup(self) -> None:
-        """Connect the broadcaster, presence and the limiter store."""
-        if self._own_broadcast:
-            await self.broadcast.connect()
-        try:
-            await self.layer.start()
-        except BaseException:
-            if self._own_broadcast:
-                await self.broadcast.disconnect()
-            raise
-        if self.limiter_url and urlparse(self.limiter_url).scheme in ("redis", "rediss"):
-            redis = redis_client(self.limiter_url)
-            try:
-                await redis.ping()
-            except Exception as exc:
-                await redis.aclose()
-                await self.layer.stop()
-                if self._own_broadcast:
-                    await self.broadcast.disconnect()
-                raise ConnectionError(f"Cannot reach Redis at {self.limiter_url!r} for rate limits: {exc}") from exc
-            self.limiters.redis = redis
-        self.started = True
-        _running.append(self)
-
-    async def shutdown(self) -> None:
-        """Disconnect what ``startup`` connected."""
-        self.started = False
-        if self in _running:
-            _running.remove(self)
-        # Presence goes first: a graceful shutdown frees this process's slots at once.
-        try:
-            await self.layer.stop()
-        except Exception:
-            logger.exception("Stopping the channel layer failed")
-        await self.limiters.aclose()
-        if self._own_broadcast:
-            try:
-                await self.broadcast.disconnect()
-            except Exception:
-                logger.exception("Disconnecting the broadcaster failed")
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[FastAPIChannel]:
-        """Run ``startup`` and ``shutdown`` around the block."""
-        await self.startup()
-        try:
-            yield self
-        finally:
-            await self.shutdown()
+# FastAPIChannel, get_channel_config and STATE_KEY live in config.py; existing code imports them from here too.
+__all__ = ["add_channel", "send_to_user"]
 
 
 def add_channel(
@@ -184,50 +91,28 @@ def add_channel(
 
     app.router.lifespan_context = lifespan
     if add_exception_handlers:
-        from fastapi_channels.handlers import websocket_exception_handler
-
         app.add_exception_handler(WebSocketException, websocket_exception_handler)  # type: ignore[arg-type]
     return app
 
 
-def _build_presence(presence_url: str | None, url: str, *, namespace: str, ttl: float) -> Presence:
-    """Share presence through Redis when ``presence_url`` (or else the broadcast ``url``) is a Redis URL."""
-    if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
-        raise ValueError(f"presence_ttl must be a positive number of seconds, not {ttl!r}.")
-    if not isinstance(namespace, str) or not namespace:
-        raise ValueError(f"namespace must be a non-empty string, not {namespace!r}.")
-    chosen = presence_url if presence_url is not None else url
-    parsed = urlparse(chosen)
-    if parsed.scheme in ("redis", "rediss"):
-        return RedisPresence(chosen, namespace=namespace, ttl=ttl)
-    if parsed.scheme == "redis-stream":
-        # The same server as the streams: only the scheme differs.
-        return RedisPresence(parsed._replace(scheme="redis").geturl(), namespace=namespace, ttl=ttl)
-    if presence_url is not None and parsed.scheme != "memory":
-        raise ValueError(f"presence_url must be a redis://, rediss:// or memory:// URL, not {presence_url!r}.")
-    return LocalPresence()
+async def send_to_user(user: str, message: Any, *, channel: str | None = None, app: FastAPI | None = None) -> None:
+    """Send ``message`` to every connection of the authenticated ``user`` in the app, on every process.
+
+    Unlike ``BaseChannel.send_to_user``, which reaches the connections one channel object serves, this
+    reaches the user in every channel of the app (in ``channel`` only, if given). ``message`` is sent as it
+    is when it is a ``str``, else as JSON. Pass ``app`` when several apps with channels run in one process.
+    """
+    config = _config_of(app)
+    text = message if isinstance(message, str) else encode(message)
+    await config.layer.send_direct(text, user=user, channel=channel)
 
 
-def get_channel_config(websocket: WebSocket | None = None) -> FastAPIChannel:
-    """Return the configuration of ``websocket``'s app, or of the one running app when there is no websocket."""
-    if websocket is not None:
-        app = websocket.scope.get("app")
-        config = getattr(getattr(app, "state", None), STATE_KEY, None)
-        if not isinstance(config, FastAPIChannel):
-            raise RuntimeError(
-                "This app has no channels configured: call add_channel(app) after creating the FastAPI app."
-            )
-        if not config.started:
-            raise RuntimeError(
-                "The channel layer is not running: the app's lifespan did not start. Serve the app with uvicorn, "
-                "or in tests use `with TestClient(app) as client:` so that startup runs."
-            )
-        return config
-    if len(_running) == 1:
-        return _running[0]
-    if not _running:
-        raise RuntimeError(
-            "No app with channels is running: call add_channel(app) and start the app (in tests, "
-            "`with TestClient(app) as client:`) before broadcasting."
-        )
-    raise RuntimeError("Several apps with channels are running: pass app= to say which one to use.")
+def _config_of(app: FastAPI | None) -> FastAPIChannel:
+    if app is None:
+        return get_channel_config()
+    config = getattr(app.state, STATE_KEY, None)
+    if not isinstance(config, FastAPIChannel):
+        raise RuntimeError("This app has no channels configured: call add_channel(app) after creating the FastAPI app.")
+    if not config.started:
+        raise RuntimeError("The app's channels are not running: send while the app runs (after its startup).")
+    return config

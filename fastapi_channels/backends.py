@@ -1,9 +1,10 @@
-"""A Redis pub/sub backend for broadcaster that works with current redis-py and survives Redis restarts.
+"""Our broadcaster backends (Redis pub/sub, PostgreSQL) and the switch from a broadcast URL to a backend.
 
 broadcaster 0.3.1's own Redis backend starts listening before redis-py registers the first subscription
-and then waits forever, and its listener dies silently when the connection drops. This backend plugs into
-broadcaster's extension point instead: one reader task owns the pub/sub connection, confirms each
-subscription before ``subscribe`` returns, and reconnects with backoff, resubscribing every channel.
+and then waits forever (with current redis-py), and its listener dies silently when the connection drops.
+``RedisPubSubBackend`` plugs into broadcaster's extension point instead: one reader task owns the pub/sub
+connection, confirms each subscription before ``subscribe`` returns, and reconnects with backoff,
+resubscribing every channel.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlparse
 
-from broadcaster import BroadcastBackend, Event
+from broadcaster import Broadcast, BroadcastBackend, Event
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
@@ -20,7 +22,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RedisPubSubBackend", "PostgresBackend", "redis_client"]
+__all__ = ["RedisPubSubBackend", "PostgresBackend", "create_broadcast", "redis_client"]
 
 logger = logging.getLogger("fastapi_channels.backends")
 
@@ -234,3 +236,21 @@ class PostgresBackend(BroadcastBackend):
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def create_broadcast(url: str, *, backend: BroadcastBackend | None = None) -> Broadcast:
+    """Build a ``Broadcast`` for ``backend``, or for ``url`` with our own backends for Redis pub/sub and PostgreSQL."""
+    if backend is not None:
+        return Broadcast(backend=backend)
+    scheme = urlparse(url).scheme
+    if scheme in ("redis", "rediss"):
+        return Broadcast(backend=RedisPubSubBackend(url))
+    if scheme in ("postgres", "postgresql"):
+        return Broadcast(backend=PostgresBackend(url))
+    try:
+        return Broadcast(url)
+    except ValueError:
+        raise ValueError(
+            f"Unsupported broadcast URL {url!r}: use memory://, redis://, rediss://, redis-stream://, "
+            "postgres:// or kafka://, or pass backend= / broadcast=."
+        ) from None

@@ -1,70 +1,47 @@
-"""Channels: ``BaseChannel`` runs one connection's life; ``Channel`` dispatches JSON frames to actions.
+"""Channels: ``BaseChannel`` relays text within a channel; ``Channel`` dispatches JSON frames to actions.
 
-A connection is accepted, checked against the channel permission and ``max_connection``, joins the channel
-(subscription, join handlers, lifespan), then handles its frames one at a time until it ends, and always
-leaves exactly once. Each frame has one error boundary: a ``WebSocketException`` becomes an error frame
-(and a close if it asks for one); anything else is logged and closes the socket with 1011.
+A channel object holds configuration and the hooks users override; ``connect`` hands each websocket to a
+``Session`` (one object per connection, see ``session``), which runs the connection's life and calls back
+into these hooks. What does not change between frames (the app configuration, the resolved permissions
+and limits, each action's bound handler) is resolved when a connection opens, not on every frame.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import inspect
-import json
-import logging
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketState
 
-from fastapi_channels.api import STATE_KEY, FastAPIChannel, get_channel_config
+from fastapi_channels.actions import PreparedChannel, prepare_action, prepare_throttles
+from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.decorators import RegisteredAction, get_action_spec
 from fastapi_channels.decorators import action as declare_action
 from fastapi_channels.exceptions import (
     ActionIsDeprecated,
     ActionNotExist,
     BackendUnavailable,
-    ConnectionLimitExceeded,
     ParseError,
     PermissionDenied,
-    WebSocketException,
 )
-from fastapi_channels.handlers import lookup_exception_handler
-from fastapi_channels.identity import user_of
-from fastapi_channels.layers import ChannelLayer, Connection
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
-from fastapi_channels.permission import PermissionLike, check_permission_like, has_permission
+from fastapi_channels.outbox import CONNECTION_KEY, Connection
+from fastapi_channels.permission import PermissionLike, allows_everyone, check_permission_like, has_permission
 from fastapi_channels.presence import Member, PresenceUnavailable
-from fastapi_channels.protocol import Frame, action_of, internal_error_payload, parse_frame, render, request_id_of
-from fastapi_channels.throttling import LimitHandled, RateSpec, call_fastapi_limiter, check_throttle_like, get_limits
+from fastapi_channels.protocol import Frame, action_of, encode, parse_frame, request_id_of
+from fastapi_channels.session import FrameHandler, Session, current_config, session_of
+from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
 
 __all__ = ["BaseChannel", "Channel"]
-
-logger = logging.getLogger("fastapi_channels.channels")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_CHANNEL = "default_channel"
-# How long a closing connection may take to flush its queued frames to a slow client.
-SENDER_FLUSH_TIMEOUT = 5.0
-
-
-@dataclass
-class _Request:
-    """What the error boundary needs to know about the frame being handled."""
-
-    action: str | None = None
-    request_id: int | str | None = None
-
-
-_current_request: contextvars.ContextVar[_Request] = contextvars.ContextVar("fastapi_channels_request")
-# The configuration of the connection being served, so broadcasts from its handlers reach its own app.
-_current_config: contextvars.ContextVar[FastAPIChannel] = contextvars.ContextVar("fastapi_channels_config")
 
 
 class BaseChannel:
@@ -81,6 +58,9 @@ class BaseChannel:
     on_join: Sequence[EventHandler] | None = None
     on_leave: Sequence[EventHandler] | None = None
     lifespan: Lifespan | None = None
+
+    # Bumped when an action is registered on the object, so that what was prepared for it is prepared again.
+    _version: int = 0
 
     def __init__(
         self,
@@ -110,6 +90,12 @@ class BaseChannel:
             on_leave=on_leave if on_leave is not None else self.on_leave,
             lifespan=lifespan if lifespan is not None else self.lifespan,
         )
+        self.endpoint = f"{type(self).__module__}.{type(self).__qualname__}:{self.channel}"
+        """Names the connections this object serves in every process, for ``send_to_user``."""
+        # Hooks left as they are run inline, without a coroutine per frame.
+        self._plain_encode = self.encode_json is BaseChannel.encode_json
+        self._plain_decode = self.decode_json is BaseChannel.decode_json
+        self._prepared: weakref.WeakKeyDictionary[FastAPIChannel, PreparedChannel] = weakref.WeakKeyDictionary()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -138,7 +124,7 @@ class BaseChannel:
                 return config
             raise RuntimeError("The app given to this channel has no channels: call add_channel(app).")
         if websocket is None:
-            current = _current_config.get(None)
+            current = current_config.get(None)
             if current is not None and current.started:
                 return current
         return get_channel_config(websocket)
@@ -161,12 +147,12 @@ class BaseChannel:
         """Register the decorated function as a ``"join"`` or ``"leave"`` handler."""
         return self.events.on_event(event_type)
 
-    # -- sending ---------------------------------------------------------------------------------------
+    # -- encoding --------------------------------------------------------------------------------------
 
     @staticmethod
     async def encode_json(data: Any) -> str:
         """Encode a message as JSON text; override to shape every outgoing message."""
-        return json.dumps(data, ensure_ascii=False)
+        return encode(data)
 
     @staticmethod
     async def decode_json(message: str) -> Frame:
@@ -186,6 +172,8 @@ class BaseChannel:
 
     async def decode(self, message: str) -> Frame:
         """Return the incoming text frame as a JSON object through ``decode_json``."""
+        if self._plain_decode:
+            return parse_frame(message)
         decoded: Any = self.decode_json(message)
         if inspect.isawaitable(decoded):
             decoded = await decoded
@@ -195,11 +183,17 @@ class BaseChannel:
 
     async def to_text(self, message: Any) -> str:
         """Return ``message`` as it goes on the wire: a ``str`` as it is, anything else encoded once."""
-        if inspect.isawaitable(message):
-            message = await message
         if isinstance(message, str):
             return message
+        if inspect.isawaitable(message):
+            message = await message
+            if isinstance(message, str):
+                return message
+        if self._plain_encode:
+            return encode(message)
         return await self.encode(message)
+
+    # -- sending ---------------------------------------------------------------------------------------
 
     async def broadcast_to_channel(self, channel: str, message: Any) -> None:
         """Send ``message`` to every connection of ``channel``, on every process sharing the backend.
@@ -207,8 +201,8 @@ class BaseChannel:
         Raises:
             BackendUnavailable: The backend cannot be reached (inside an action: an error frame, socket open).
         """
-        text = await self.to_text(message)
-        await self._running_layer().publish(channel, text)
+        text = message if isinstance(message, str) else await self.to_text(message)
+        await self._running_config().layer.publish(channel, text)
 
     async def send_to_connection(self, connection_id: str, message: Any) -> None:
         """Send ``message`` to the one connection ``connection_id``, whichever process holds it.
@@ -217,18 +211,19 @@ class BaseChannel:
         and ``get_members``.
         """
         text = await self.to_text(message)
-        await self._running_layer().send_direct(text, connection_id=connection_id)
+        await self._running_config().layer.send_direct(text, connection_id=connection_id)
 
     async def send_to_user(self, user: str, message: Any, *, channel: str | None = None) -> None:
-        """Send ``message`` to every connection of the authenticated ``user``, on every process.
+        """Send ``message`` to the authenticated ``user``'s connections served by this channel object.
 
-        ``user`` is the name ``fastapi_channels.identity.user_of`` reads from ``scope["user"]``. With
-        ``channel``, only the user's connections to that channel receive it.
+        It reaches them in every channel (room) this object serves, on every process; with ``channel``, only
+        in that channel. ``user`` is the name ``fastapi_channels.identity.user_of`` reads from
+        ``scope["user"]``. To reach the user in every channel of the app, use ``fastapi_channels.send_to_user``.
         """
         text = await self.to_text(message)
-        await self._running_layer().send_direct(text, user=user, channel=channel)
+        await self._running_config().layer.send_direct(text, user=user, channel=channel, endpoint=self.endpoint)
 
-    def _running_layer(self) -> ChannelLayer:
+    def _running_config(self) -> FastAPIChannel:
         config = self.get_config()
         if not config.started:
             # Otherwise the broadcaster fails with an AttributeError that says nothing useful.
@@ -236,17 +231,16 @@ class BaseChannel:
                 "The channel layer is not running: broadcast while the app runs (after its startup; in tests, "
                 "inside `with TestClient(app) as client:`)."
             )
-        return config.layer
+        return config
 
     async def broadcast_to_personal(self, websocket: WebSocket, message: Any) -> None:
         """Send ``message`` to one socket; a no-op when it has already closed."""
-        text = await self.to_text(message)
-        connection = self.get_config(websocket).layer.connection_for(websocket)
-        if connection is not None:
+        text = message if isinstance(message, str) else await self.to_text(message)
+        connection = websocket.scope.get(CONNECTION_KEY)
+        if isinstance(connection, Connection):
             # Waits until written, so a reply sent just before the handler closes the socket is not lost.
             await connection.deliver(text)
-            return
-        if websocket.application_state == WebSocketState.CONNECTED:
+        elif websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.send_text(text)
 
@@ -269,13 +263,13 @@ class BaseChannel:
 
     def get_connection_id(self, websocket: WebSocket) -> str | None:
         """Return the id of ``websocket``'s connection, or None once it has left its channel."""
-        connection = self.get_config(websocket).layer.connection_for(websocket)
-        return connection.id if connection is not None else None
+        connection = websocket.scope.get(CONNECTION_KEY)
+        return connection.id if isinstance(connection, Connection) else None
 
     async def close(self, websocket: WebSocket, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close ``websocket`` after the frames already queued for it have been sent."""
-        connection = self.get_config(websocket).layer.connection_for(websocket)
-        if connection is not None:
+        connection = websocket.scope.get(CONNECTION_KEY)
+        if isinstance(connection, Connection):
             connection.close(code, reason)
         elif websocket.application_state != WebSocketState.DISCONNECTED:
             await websocket.close(code, reason)
@@ -290,7 +284,7 @@ class BaseChannel:
         permission: PermissionLike = None,
     ) -> None:
         """Raise ``PermissionDenied`` unless the channel permission and ``permission`` both allow."""
-        config = self.get_config(websocket)
+        config = self._config_of(websocket)
         close = action is None
         for required in (self.get_permissions(config), permission):
             if not await has_permission(required, websocket, action, channel=channel):
@@ -304,131 +298,43 @@ class BaseChannel:
         limits: tuple[RateSpec, ...] = (),
     ) -> None:
         """Spend one request of the channel-wide limits and of the action's own limits."""
-        config = self.get_config(websocket)
-        # Entries were checked when the channel (or add_channel) was configured: limiter(...) or fastapi-limiter.
-        for throttle in self.get_throttles(config):
-            if isinstance(throttle, RateSpec):
-                for built in config.limiters.limiter_for((self, "*"), (throttle,)):
-                    await built(websocket, context_key=f"{channel}:*")
-            else:
-                await call_fastapi_limiter(throttle, websocket, f"{channel}:*")
+        config = self._config_of(websocket)
+        for throttle in self._prepared_for(config).throttles:
+            await throttle(websocket, f"{channel}:*")
         if action is not None and limits:
             for built in config.limiters.limiter_for((self, action), limits):
-                await built(websocket, context_key=f"{channel}:{action}")
+                await built(websocket, f"{channel}:{action}")
+
+    def _config_of(self, websocket: WebSocket) -> FastAPIChannel:
+        session = session_of(websocket)
+        return session.config if session is not None else self.get_config(websocket)
 
     # -- the connection --------------------------------------------------------------------------------
 
     async def connect(self, websocket: WebSocket, channel: str | None = None) -> None:
         """Serve ``websocket`` in ``channel`` (this channel's name by default) until the connection ends."""
         channel = _check_channel_name(channel) if channel is not None else self.channel
-        config = self.get_config(websocket)
-        connection = Connection(websocket, channel, send_queue_size=config.layer.send_queue_size)
-        config.layer.track(connection)
-        token = _current_config.set(config)
-        sender: asyncio.Task[None] | None = None
-        admitted = session_started = False
-        try:
-            # Join the channel before the handshake completes: a client that sees the socket open misses nothing.
-            admitted = await self._admit(connection, config)
-            if websocket.application_state == WebSocketState.CONNECTING:
-                await websocket.accept()
-            sender = asyncio.create_task(connection.run_sender(), name=f"fastapi-channels-send:{connection.id}")
-            if admitted:
-                session_started = True
-                await self._run_session(connection, config)
-        finally:
-            _current_config.reset(token)
-            try:
-                if admitted and not session_started:
-                    await asyncio.shield(asyncio.ensure_future(config.layer.discard(connection)))
-                connection.close()
-                if sender is not None:
-                    if connection.closed:
-                        # The socket is already gone: nothing is left to flush and nothing would wake the sender.
-                        sender.cancel()
-                    await _finish(sender)
-            finally:
-                config.layer.untrack(connection)
+        await Session(self, websocket, channel, self.get_config(websocket)).run()
 
-    async def _admit(self, connection: Connection, config: FastAPIChannel) -> bool:
-        websocket, channel = connection.websocket, connection.channel
-        try:
-            await self.check_permissions(websocket, None, channel)
-            if not await config.layer.add(connection, max_connections=self.max_connection):
-                raise ConnectionLimitExceeded()
-        except Exception as exc:
-            if isinstance(exc, WebSocketException):
-                # A connection that may not join never stays open.
-                exc.close = True
-            if websocket.application_state == WebSocketState.CONNECTING:
-                # Accepted so that the client reads why, rather than a bare handshake failure.
-                await websocket.accept()
-            await self.handle_exception(connection, exc)
-            return False
-        return True
+    def frame_handler(self, session: Session) -> FrameHandler:
+        """Return what handles each text frame of ``session``: ``on_receive``, or an inlined relay."""
+        websocket, channel = session.websocket, session.channel
+        if type(self).on_receive is not BaseChannel.on_receive or _overrides(self, "check_throttles"):
+            on_receive = self.on_receive
 
-    async def _run_session(self, connection: Connection, config: FastAPIChannel) -> None:
-        websocket, channel = connection.websocket, connection.channel
-        stack = contextlib.AsyncExitStack()
-        joined = False
-        try:
-            try:
-                await stack.enter_async_context(self.events.open_lifespan(self, websocket, channel))
-                await self.events.run_join(websocket, channel)
-            except Exception as exc:
-                await self.handle_exception(connection, exc)
-                if connection.closing or connection.closed:
-                    return
-            joined = True
-            await config.layer.set_user(connection, user_of(websocket))
-            await self._receive_loop(connection, config.layer)
-        finally:
-            # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
-            await asyncio.shield(asyncio.ensure_future(self._leave(connection, config, stack, joined=joined)))
+            async def receive(text: str) -> None:
+                await on_receive(websocket, channel, text)
 
-    async def _leave(
-        self, connection: Connection, config: FastAPIChannel, stack: contextlib.AsyncExitStack, *, joined: bool
-    ) -> None:
-        websocket, channel = connection.websocket, connection.channel
-        try:
-            # Leave the fan-out first, so the leave handlers' broadcasts reach only those who stay.
-            await config.layer.discard(connection)
-            if joined:
-                await self.events.run_leave(websocket, channel)
-        finally:
-            try:
-                await stack.aclose()
-            except Exception:
-                logger.exception("The lifespan of a connection to %r failed on exit", channel)
+            return receive
+        throttles, layer = self._prepared_for(session.config).throttles, session.config.layer
+        everything = f"{channel}:*"
 
-    async def _receive_loop(self, connection: Connection, layer: ChannelLayer) -> None:
-        websocket = connection.websocket
-        while not (connection.closing or connection.closed):
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                connection.closed = True
-                return
-            text = message.get("text")
-            token = _current_request.set(_Request())
-            try:
-                if text is None:
-                    raise ParseError(
-                        status.WS_1003_UNSUPPORTED_DATA,
-                        error_msg="Binary frames are not supported: send JSON text.",
-                    )
-                await self.on_receive(websocket, connection.channel, text)
-            except LimitHandled:
-                pass
-            except Exception as exc:
-                await self.handle_exception(connection, exc)
-            finally:
-                _current_request.reset(token)
-            # The action may have logged the client in or out (scope["user"]): address it by its new name.
-            await layer.set_user(connection, user_of(websocket))
-            if websocket.application_state != WebSocketState.CONNECTED:
-                # The handler closed the socket itself.
-                connection.closed = True
-                return
+        async def relay(text: str) -> None:
+            for throttle in throttles:
+                await throttle(websocket, everything)
+            await layer.publish(channel, text)
+
+        return relay
 
     async def on_receive(self, websocket: WebSocket, channel: str, message: str) -> None:
         """Handle one text frame: relay it to the channel, within the channel-wide limits."""
@@ -437,30 +343,35 @@ class BaseChannel:
 
     async def handle_exception(self, connection: Connection, exc: Exception) -> None:
         """Answer a failed frame: through the app's handler for a ``WebSocketException``, else with 1011."""
-        websocket = connection.websocket
-        request = _current_request.get(None)
-        if isinstance(exc, WebSocketException):
-            if request is not None:
-                exc.action = exc.action if exc.action is not None else request.action
-                exc.request_id = exc.request_id if exc.request_id is not None else request.request_id
-            handler = lookup_exception_handler(websocket, exc)
-            try:
-                result = handler(websocket, exc)
-                if inspect.isawaitable(result):
-                    await result
-                return
-            except Exception as handler_exc:
-                exc = handler_exc
-        logger.error("Error while handling a message on channel %r", connection.channel, exc_info=exc)
-        connection.send(
-            render(
-                internal_error_payload(
-                    action=request.action if request else None,
-                    request_id=request.request_id if request else None,
-                )
+        session = session_of(connection.websocket)
+        if session is not None:
+            await session.answer(exc)
+
+    def _registry(self) -> dict[str, RegisteredAction]:
+        return {}
+
+    def _prepared_for(self, config: FastAPIChannel) -> PreparedChannel:
+        """Return this object's actions and limits prepared for ``config``'s current run."""
+        prepared = self._prepared.get(config)
+        if prepared is None or prepared.generation != config.generation or prepared.version != self._version:
+            prepared = self._prepare(config)
+            self._prepared[config] = prepared
+        return prepared
+
+    def _prepare(self, config: FastAPIChannel) -> PreparedChannel:
+        channel_open = allows_everyone(self.get_permissions(config)) and not _overrides(self, "check_permissions")
+        actions = {
+            name: prepare_action(
+                self,
+                entry,
+                config.limiters,
+                channel_allows_everyone=channel_open,
+                action_allows_everyone=allows_everyone(entry.spec.permission),
             )
-        )
-        connection.close(status.WS_1011_INTERNAL_ERROR, "Internal error")
+            for name, entry in self._registry().items()
+        }
+        throttles = prepare_throttles(self, self.get_throttles(config), config.limiters)
+        return PreparedChannel(config.generation, self._version, actions, throttles)
 
 
 class Channel(BaseChannel):
@@ -480,7 +391,7 @@ class Channel(BaseChannel):
                     f"{cls.__name__} declares the action {spec.name!r} twice "
                     f"({declared[spec.name].target!r} and {attribute!r}): give each a unique name."
                 )
-            declared[spec.name] = RegisteredAction.for_method(spec, attribute, value)
+            declared[spec.name] = RegisteredAction.for_method(spec, attribute, value, owner=cls.__name__)
         inherited = {name: entry for name, entry in cls._class_actions.items() if entry.target not in vars(cls)}
         cls._class_actions = {**inherited, **declared}
 
@@ -502,10 +413,12 @@ class Channel(BaseChannel):
         def decorator(func: F) -> F:
             declare_action(name, permission=permission, deprecated=deprecated)(func)
             spec = get_action_spec(func)
-            assert spec is not None
+            if spec is None:  # pragma: no cover - declare_action always attaches one
+                raise TypeError(f"{func!r} could not be declared as an action.")
             if spec.name in self._class_actions or spec.name in self._instance_actions:
                 raise ValueError(f"{type(self).__name__} already has an action named {spec.name!r}.")
             self._instance_actions[spec.name] = RegisteredAction.for_function(spec, func)
+            self._version += 1
             return func
 
         return decorator
@@ -517,22 +430,62 @@ class Channel(BaseChannel):
             raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
         return entry
 
+    def frame_handler(self, session: Session) -> FrameHandler:
+        """Return what handles each frame of ``session``: ``on_receive`` if overridden, else an inlined dispatch."""
+        if type(self).on_receive is not Channel.on_receive:
+            return super().frame_handler(session)
+        websocket, channel, config = session.websocket, session.channel, session.config
+        prepared = self._prepared_for(config)
+        own_throttles = _overrides(self, "check_throttles")
+        everything = f"{channel}:*"
+
+        async def dispatch(text: str) -> None:
+            nonlocal prepared
+            data = parse_frame(text) if self._plain_decode else await self.decode(text)
+            session.request_id = request_id = request_id_of(data)
+            session.action = name = action_of(data)
+            if prepared.version != self._version:
+                prepared = self._prepared_for(config)
+            action = prepared.actions.get(name)
+            if action is None:
+                raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
+            if action.deprecated:
+                raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
+            if action.check_permission:
+                await self.check_permissions(websocket, name, channel, action.permission)
+            if own_throttles:
+                await self.check_throttles(websocket, channel, name, action.limits)
+            else:
+                for throttle in prepared.throttles:
+                    await throttle(websocket, everything)
+                for throttle in action.throttles:
+                    await throttle(websocket, f"{channel}:{name}")
+            await action.run(websocket, channel, data, request_id)
+
+        return dispatch
+
     async def on_receive(self, websocket: WebSocket, channel: str, message: str) -> None:
         """Decode the frame, then check and run its action."""
-        request = _current_request.get(None)
         data = await self.decode(message)
+        session = session_of(websocket)
         request_id = request_id_of(data)
-        if request is not None:
-            request.request_id = request_id
         name = action_of(data)
-        if request is not None:
-            request.action = name
+        if session is not None:
+            session.request_id, session.action = request_id, name
         entry = self.get_action(name)
         if entry.spec.deprecated:
             raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
         await self.check_permissions(websocket, name, channel, entry.spec.permission)
         await self.check_throttles(websocket, channel, name, get_limits(entry.function(self)))
         await entry.call(self, websocket=websocket, channel=channel, data=data, action=name, request_id=request_id)
+
+    def _registry(self) -> dict[str, RegisteredAction]:
+        return {**self._class_actions, **self._instance_actions}
+
+
+def _overrides(owner: BaseChannel, hook: str) -> bool:
+    """Whether ``owner``'s class replaces ``BaseChannel``'s ``hook``, so that it must be called on every frame."""
+    return getattr(type(owner), hook) is not getattr(BaseChannel, hook)
 
 
 @contextlib.contextmanager
@@ -547,12 +500,3 @@ def _check_channel_name(channel: Any) -> str:
     if not isinstance(channel, str) or not channel:
         raise ValueError(f"A channel name must be a non-empty string, not {channel!r}.")
     return channel
-
-
-async def _finish(sender: asyncio.Task[None]) -> None:
-    """Let the sender flush what is queued, for a bounded time; it never outlives the connection."""
-    try:
-        await asyncio.wait({sender}, timeout=SENDER_FLUSH_TIMEOUT)
-    finally:
-        if not sender.done():
-            sender.cancel()

@@ -9,7 +9,7 @@ from typing import Any, TypeVar, overload
 
 from fastapi_channels.permission import PermissionLike, check_permission_like
 
-__all__ = ["action", "ActionSpec", "RegisteredAction", "get_action_spec"]
+__all__ = ["action", "ActionSpec", "RegisteredAction", "get_action_spec", "HANDLER_KEYWORDS"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,14 +86,27 @@ class RegisteredAction:
     accepted: frozenset[str]
 
     @classmethod
-    def for_method(cls, spec: ActionSpec, attribute: str, func: Any) -> RegisteredAction:
-        """Register the method stored on the class under ``attribute``."""
-        return cls(spec, attribute, _accepted_keywords(func))
+    def for_method(cls, spec: ActionSpec, attribute: str, func: Any, *, owner: str = "") -> RegisteredAction:
+        """Register the method stored on the class under ``attribute``.
+
+        Raises:
+            TypeError: The handler has a required parameter that no action call fills.
+        """
+        where = f"{owner}.{attribute}" if owner else attribute
+        if isinstance(func, staticmethod):
+            return cls(spec, attribute, _accepted_keywords(func.__func__, where, bound=False))
+        if isinstance(func, classmethod):
+            func = func.__func__
+        return cls(spec, attribute, _accepted_keywords(func, where, bound=True))
 
     @classmethod
     def for_function(cls, spec: ActionSpec, func: Callable[..., Any]) -> RegisteredAction:
-        """Register a plain function."""
-        return cls(spec, func, _accepted_keywords(func))
+        """Register a plain function.
+
+        Raises:
+            TypeError: The function has a required parameter that no action call fills.
+        """
+        return cls(spec, func, _accepted_keywords(func, getattr(func, "__qualname__", repr(func)), bound=False))
 
     def function(self, owner: Any) -> Callable[..., Any]:
         """Return the handler (bound to ``owner`` for a method)."""
@@ -107,10 +120,29 @@ class RegisteredAction:
             await result
 
 
-def _accepted_keywords(func: Callable[..., Any]) -> frozenset[str]:
-    parameters = inspect.signature(func).parameters.values()
+HANDLER_KEYWORDS = ("websocket", "channel", "data", "action", "request_id")
+"""The keywords an action handler may name; it receives exactly those it names."""
+
+
+def _accepted_keywords(func: Callable[..., Any], where: str, *, bound: bool) -> frozenset[str]:
+    """Return the keywords to pass ``func``, refusing at definition time a parameter that nothing fills."""
+    parameters = list(inspect.signature(func).parameters.values())
+    if (
+        bound
+        and parameters
+        and parameters[0].kind in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD)
+    ):
+        parameters = parameters[1:]  # self (or cls)
     named = frozenset(parameter.name for parameter in parameters)
-    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+    for parameter in parameters:
+        required = parameter.default is parameter.empty
+        unfilled = parameter.kind is parameter.POSITIONAL_ONLY or parameter.name not in HANDLER_KEYWORDS
+        if required and unfilled and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise TypeError(
+                f"The action handler {where} has the parameter {parameter.name!r}, which no action call fills: "
+                f"name its parameters from {', '.join(HANDLER_KEYWORDS)} (as keywords), or give it a default."
+            )
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
         # **kwargs receives websocket, channel and data, plus any other keyword the handler names itself.
         return named | {"websocket", "channel", "data"}
-    return named
+    return named & frozenset(HANDLER_KEYWORDS)

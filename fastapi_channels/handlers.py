@@ -7,8 +7,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from fastapi_channels.api import STATE_KEY, FastAPIChannel
 from fastapi_channels.exceptions import WebSocketException
+from fastapi_channels.outbox import CONNECTION_KEY, Connection
 from fastapi_channels.protocol import error_payload, render
 
 __all__ = ["websocket_exception_handler", "lookup_exception_handler"]
@@ -29,9 +29,9 @@ def lookup_exception_handler(websocket: WebSocket, exc: WebSocketException) -> C
 async def websocket_exception_handler(websocket: WebSocket, exc: WebSocketException) -> None:
     """Send ``exc`` as an error frame and close the socket with its code when ``exc.close`` is true."""
     text = render(error_payload(exc))
-    config = getattr(getattr(websocket.scope.get("app"), "state", None), STATE_KEY, None)
-    connection = config.layer.connection_for(websocket) if isinstance(config, FastAPIChannel) else None
-    if connection is not None:
+    connection = websocket.scope.get(CONNECTION_KEY)
+    if isinstance(connection, Connection):
+        # Through the outbox, so that the error frame keeps its place among the frames already queued.
         connection.send(text)
         if exc.close:
             connection.close(exc.code, exc.reason or "")

@@ -2,11 +2,8 @@
 
 Messages for one connection or one user travel on one extra channel, ``<namespace>.direct``, that every
 process subscribes to; each process hands them to its own matching connections. Who is connected, and
-admission under ``max_connection``, is the job of ``presence``.
-
-Each connection gets a bounded send queue drained by its own sender task, so a client that stops reading
-never holds up the others. When its queue is full the connection is closed with 1013 (try again later):
-a lagging client reconnects instead of silently missing messages.
+admission under ``max_connection``, is the job of ``presence``; each connection's outbox (``outbox``) keeps
+a client that stops reading from holding up the others.
 """
 
 from __future__ import annotations
@@ -16,161 +13,24 @@ import contextlib
 import json
 import logging
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 from broadcaster import Broadcast
-from starlette import status
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
+# create_broadcast and DEFAULT_SEND_QUEUE_SIZE lived here before (as did Connection): the old paths still work.
+from fastapi_channels.backends import create_broadcast  # noqa: F401
 from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied
-from fastapi_channels.identity import user_of
+from fastapi_channels.outbox import CONNECTION_KEY, DEFAULT_SEND_QUEUE_SIZE, Connection
 from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
 
-__all__ = ["ChannelLayer", "Connection", "create_broadcast", "DEFAULT_SEND_QUEUE_SIZE", "PUBLISH_TIMEOUT"]
+__all__ = ["ChannelLayer", "PUBLISH_TIMEOUT"]
 
 logger = logging.getLogger("fastapi_channels.layers")
 
-DEFAULT_SEND_QUEUE_SIZE = 256
-"""Frames buffered per connection before a client that stops reading is closed with 1013."""
 PUBLISH_TIMEOUT = 5.0
 """Seconds after which a publish that has not gone through fails with ``BackendUnavailable`` (never a hang)."""
-
-
-def create_broadcast(url: str) -> Broadcast:
-    """Build a ``Broadcast`` for ``url``, using our own backends for Redis pub/sub and PostgreSQL."""
-    scheme = urlparse(url).scheme
-    if scheme in ("redis", "rediss"):
-        from fastapi_channels.backends import RedisPubSubBackend
-
-        return Broadcast(backend=RedisPubSubBackend(url))
-    if scheme in ("postgres", "postgresql"):
-        from fastapi_channels.backends import PostgresBackend
-
-        return Broadcast(backend=PostgresBackend(url))
-    try:
-        return Broadcast(url)
-    except ValueError:
-        raise ValueError(
-            f"Unsupported broadcast URL {url!r}: use memory://, redis://, rediss://, redis-stream://, "
-            "postgres:// or kafka://, or pass backend= / broadcast=."
-        ) from None
-
-
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class _Tracked:
-    """A frame whose sender waits until it has been written."""
-
-    text: str
-    written: asyncio.Future[None]
-
-    def settle(self) -> None:
-        if not self.written.done():
-            self.written.set_result(None)
-
-
-class Connection:
-    """One websocket's outbox: every frame for it goes through a bounded queue and one sender task."""
-
-    def __init__(self, websocket: WebSocket, channel: str, *, send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE) -> None:
-        self.id = uuid.uuid4().hex
-        self.websocket = websocket
-        self.channel = channel
-        self.user = user_of(websocket)
-        self.closed = False
-        self.closing = False
-        self._outbox: asyncio.Queue[str | _Tracked | _Close] = asyncio.Queue(maxsize=send_queue_size)
-        self._sender: asyncio.Task[None] | None = None
-        self._force_close: asyncio.Task[None] | None = None
-
-    def send(self, text: str) -> None:
-        """Queue ``text`` for the client; a no-op once the connection is closing or closed."""
-        if self.closed or self.closing:
-            return
-        try:
-            self._outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            self._overflow()
-
-    async def deliver(self, text: str) -> None:
-        """Queue ``text`` and wait until it has been written, or the connection has ended."""
-        if self.closed or self.closing:
-            return
-        tracked = _Tracked(text, asyncio.get_running_loop().create_future())
-        try:
-            self._outbox.put_nowait(tracked)
-        except asyncio.QueueFull:
-            self._overflow()
-            return
-        await tracked.written
-
-    def _overflow(self) -> None:
-        logger.warning("Closing connection %s on %r: the client is not reading fast enough", self.id, self.channel)
-        self._drain()
-        self.close(status.WS_1013_TRY_AGAIN_LATER, "Send queue full: the client is not reading.")
-        # The sender is likely stuck writing to a client that does not read: stop it and close from here.
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-            self._force_close = asyncio.create_task(self._close_now(status.WS_1013_TRY_AGAIN_LATER))
-
-    async def _close_now(self, code: int) -> None:
-        if self._sender is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-        self.closed = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.websocket.close(code, "Send queue full: the client is not reading."), 10)
-
-    def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
-        """Close the socket after the frames already queued have been sent."""
-        if self.closed or self.closing:
-            return
-        self.closing = True
-        try:
-            self._outbox.put_nowait(_Close(code, reason))
-        except asyncio.QueueFull:
-            self._drain()
-            self._outbox.put_nowait(_Close(code, reason))
-
-    def _drain(self) -> None:
-        while not self._outbox.empty():
-            item = self._outbox.get_nowait()
-            if isinstance(item, _Tracked):
-                item.settle()
-
-    async def run_sender(self) -> None:
-        """Send queued frames until a close is requested or the client goes away."""
-        websocket = self.websocket
-        self._sender = asyncio.current_task()
-        item: str | _Tracked | _Close | None = None
-        try:
-            while True:
-                item = await self._outbox.get()
-                if websocket.application_state != WebSocketState.CONNECTED:
-                    return
-                if isinstance(item, _Close):
-                    if websocket.client_state == WebSocketState.CONNECTED:
-                        await websocket.close(item.code, item.reason)
-                    return
-                await websocket.send_text(item.text if isinstance(item, _Tracked) else item)
-                if isinstance(item, _Tracked):
-                    item.settle()
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            # The client went away mid-send; the receive loop sees the disconnect.
-            pass
-        finally:
-            self.closed = True
-            if isinstance(item, _Tracked):
-                item.settle()
-            self._drain()
 
 
 @dataclass
@@ -203,7 +63,6 @@ class ChannelLayer:
         self.direct_channel = f"{namespace}.direct"
         self.send_queue_size = send_queue_size
         self._groups: dict[str, _Group] = {}
-        self._by_websocket: dict[int, Connection] = {}
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self._direct = _Group()
@@ -250,12 +109,22 @@ class ChannelLayer:
             raise BackendUnavailable(error_msg="The message could not be sent: the backend cannot be reached.") from exc
 
     async def send_direct(
-        self, text: str, *, connection_id: str | None = None, user: str | None = None, channel: str | None = None
+        self,
+        text: str,
+        *,
+        connection_id: str | None = None,
+        user: str | None = None,
+        channel: str | None = None,
+        endpoint: str | None = None,
     ) -> None:
-        """Send ``text`` to one connection, or to every connection of ``user`` (in ``channel`` only, if given)."""
+        """Send ``text`` to one connection, or to every connection of ``user``.
+
+        With ``channel`` only connections to that channel receive it; with ``endpoint`` only connections
+        served by that channel object (``BaseChannel.endpoint``).
+        """
         if (connection_id is None) == (user is None):
             raise ValueError("Address a direct message to exactly one of connection_id= and user=.")
-        envelope = {"connection": connection_id, "user": user, "channel": channel, "text": text}
+        envelope = {"connection": connection_id, "user": user, "channel": channel, "endpoint": endpoint, "text": text}
         await self._publish(self.direct_channel, json.dumps(envelope, separators=(",", ":")))
 
     def check_channel(self, channel: str) -> None:
@@ -267,18 +136,23 @@ class ChannelLayer:
         if channel == self.direct_channel:
             raise PermissionDenied(error_msg=f"The channel name {channel!r} is reserved.")
 
-    def connection_for(self, websocket: WebSocket) -> Connection | None:
-        """Return the live connection of ``websocket``, if it is in a channel on this process."""
-        return self._by_websocket.get(id(websocket))
+    @staticmethod
+    def connection_for(websocket: WebSocket) -> Connection | None:
+        """Return the live connection of ``websocket``, if it is being served on this process."""
+        connection = websocket.scope.get(CONNECTION_KEY)
+        return connection if isinstance(connection, Connection) else None
 
-    def track(self, connection: Connection) -> None:
-        """Make ``connection`` reachable by its websocket (for personal messages and error frames)."""
-        self._by_websocket[id(connection.websocket)] = connection
+    @staticmethod
+    def track(connection: Connection) -> None:
+        """Make ``connection`` reachable through its websocket (for personal messages and error frames)."""
+        connection.websocket.scope[CONNECTION_KEY] = connection
 
-    def untrack(self, connection: Connection) -> None:
+    @staticmethod
+    def untrack(connection: Connection) -> None:
         """Forget ``connection``: messages for its websocket are dropped from now on."""
-        if self._by_websocket.get(id(connection.websocket)) is connection:
-            del self._by_websocket[id(connection.websocket)]
+        scope = connection.websocket.scope
+        if scope.get(CONNECTION_KEY) is connection:
+            del scope[CONNECTION_KEY]
 
     def count(self, channel: str) -> int:
         """Return how many connections this process holds in ``channel`` (``presence`` counts every process)."""
@@ -371,7 +245,8 @@ class ChannelLayer:
     @staticmethod
     def _deliver_to(group: _Group) -> Callable[[str], None]:
         def deliver(text: str) -> None:
-            for connection in list(group.members):
+            # Sending never awaits nor changes the members, so the set is walked as it is.
+            for connection in group.members:
                 connection.send(text)
 
         return deliver
@@ -381,9 +256,9 @@ class ChannelLayer:
         try:
             envelope = json.loads(envelope_text)
             text, connection_id, user = envelope["text"], envelope.get("connection"), envelope.get("user")
-            channel = envelope.get("channel")
+            channel, endpoint = envelope.get("channel"), envelope.get("endpoint")
             well_formed = isinstance(text, str) and all(
-                isinstance(address, str | None) for address in (connection_id, user, channel)
+                isinstance(address, str | None) for address in (connection_id, user, channel, endpoint)
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             well_formed = False
@@ -396,7 +271,9 @@ class ChannelLayer:
         else:
             targets = list(self._by_user.get(user, ())) if user is not None else []
         for connection in targets:
-            if channel is None or connection.channel == channel:
+            if (channel is None or connection.channel == channel) and (
+                endpoint is None or connection.endpoint == endpoint
+            ):
                 connection.send(text)
 
     async def _start_pump(self, channel: str, group: _Group, *, deliver: Callable[[str], None]) -> None:
@@ -412,10 +289,8 @@ class ChannelLayer:
                 async for event in subscriber:  # type: ignore[union-attr]
                     if event is None:
                         continue
+                    # Each outbox writes at once when its client keeps up: no task switch per recipient.
                     deliver(event.message)
-                    # Let the senders run between events: a burst that arrives at once must not overflow the
-                    # queues of clients that are reading.
-                    await asyncio.sleep(0)
         except BaseException as exc:
             if not subscribed.done():
                 subscribed.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())

@@ -19,6 +19,7 @@ __all__ = [
     "DenyAll",
     "IsAuthenticated",
     "PermissionLike",
+    "allows_everyone",
     "has_permission",
 ]
 
@@ -193,3 +194,14 @@ def check_permission_like(permission: Any) -> None:
         f"{permission!r} is not a permission: use a BasePermission subclass or instance, "
         "a callable (websocket, action, **context) -> bool, a bool, None, or a list of those."
     )
+
+
+def allows_everyone(permission: PermissionLike) -> bool:
+    """Return whether ``permission`` allows every request without looking at it, so checking it can be skipped."""
+    if permission is None or permission is True:
+        return True
+    if isinstance(permission, list | tuple):
+        return all(allows_everyone(item) for item in permission)
+    kind = permission if isinstance(permission, type) else type(permission)
+    # A subclass of AllowAny may override has_permission: only AllowAny's own check is known to allow all.
+    return issubclass(kind, BasePermission) and kind.has_permission is AllowAny.has_permission

@@ -2,13 +2,16 @@
 
 Incoming frames are JSON text objects: ``{"action": "<name>", "request_id": <optional>, ...}``.
 Error frames are JSON objects with at least ``type``, ``status``, ``action``, ``request_id`` and ``errors``.
+JSON is read and written by pydantic-core (a dependency through pydantic): several times faster than the
+standard library on the small objects frames are, and strict (no ``NaN``, no lone surrogate escapes).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic_core import from_json, to_json
 
 from fastapi_channels.exceptions import ParseError, WebSocketException
 
@@ -16,6 +19,7 @@ __all__ = [
     "Frame",
     "INTERNAL_ERROR_MESSAGE",
     "action_of",
+    "encode",
     "error_payload",
     "internal_error_payload",
     "parse_frame",
@@ -33,12 +37,11 @@ INTERNAL_ERROR_MESSAGE = "Internal server error."
 def parse_frame(text: str) -> Frame:
     """Decode one text frame into a JSON object, raising ``ParseError`` on anything else."""
     try:
-        decoded = json.loads(text)
-    except ValueError:
+        decoded = from_json(text, allow_inf_nan=False)
+    except ValueError as exc:
+        if "recursion limit" in str(exc):
+            raise ParseError(error_msg="The message is nested too deeply.") from None
         raise ParseError(error_msg="The message is not valid JSON.") from None
-    except RecursionError:
-        # json raises RecursionError, not JSONDecodeError, on deeply nested input.
-        raise ParseError(error_msg="The message is nested too deeply.") from None
     if not isinstance(decoded, dict):
         raise ParseError(error_msg='The message must be a JSON object such as {"action": "..."}.')
     return decoded
@@ -98,6 +101,11 @@ def internal_error_payload(*, action: str | None = None, request_id: int | str |
     }
 
 
+def encode(data: Any) -> str:
+    """Encode a message as compact JSON text, keeping non-ASCII characters readable."""
+    return to_json(data).decode()
+
+
 def render(payload: Any) -> str:
-    """Encode a payload as compact JSON text, keeping non-ASCII characters readable."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+    """Encode a frame of our own as compact JSON text; a value JSON cannot hold is sent as its ``str()``."""
+    return to_json(payload, fallback=str).decode()

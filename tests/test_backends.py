@@ -13,9 +13,9 @@ import redis
 from broadcaster import Event
 from redis.asyncio import Redis
 
-from fastapi_channels.api import _build_presence
-from fastapi_channels.backends import PostgresBackend, RedisPubSubBackend
-from fastapi_channels.layers import ChannelLayer, create_broadcast
+from fastapi_channels.backends import PostgresBackend, RedisPubSubBackend, create_broadcast
+from fastapi_channels.config import _build_presence
+from fastapi_channels.layers import ChannelLayer
 from tests.apps.sockets import Member, leave_all
 from tests.conftest import RedisServer, free_port
 

@@ -22,7 +22,7 @@ from starlette.authentication import SimpleUser, UnauthenticatedUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import WebSocketTestSession
 
-from fastapi_channels import add_channel, limiter
+from fastapi_channels import add_channel, limiter, send_to_user
 from fastapi_channels.api import STATE_KEY, get_channel_config
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
@@ -760,7 +760,8 @@ def test_send_to_user_and_connection_from_http_endpoint_with_channel_bound_to_ap
 
     @app.post("/notify/user/{user}")
     async def notify_user(user: str, text: str, channel: str | None = None) -> None:
-        await notifier.send_to_user(user, {"notified": text}, channel=channel)
+        # App-wide: notifier serves nobody, so its own send_to_user would reach no one.
+        await send_to_user(user, {"notified": text}, channel=channel, app=app)
 
     @app.post("/notify/connection/{connection_id}")
     async def notify_connection(connection_id: str, text: str) -> None:

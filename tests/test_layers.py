@@ -13,11 +13,13 @@ from broadcaster import Broadcast, Event
 from redis.asyncio import Redis
 
 from fastapi_channels import layers
+from fastapi_channels.backends import create_broadcast
 from fastapi_channels.exceptions import BackendUnavailable
-from fastapi_channels.layers import ChannelLayer, Connection, create_broadcast
+from fastapi_channels.layers import ChannelLayer
+from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_SIZE
 from fastapi_channels.presence import RedisPresence
 from tests.apps.backends import CountingMemoryBackend
-from tests.apps.sockets import Member, leave_all, open_websocket
+from tests.apps.sockets import Member, leave_all
 from tests.conftest import RedisServer
 
 
@@ -156,38 +158,6 @@ async def test_max_connections_under_concurrent_adds_admits_exactly_the_limit(
     assert layer.count(channel_name) == 0
 
 
-async def test_connection_send_after_close_is_a_no_op(channel_name: str) -> None:
-    member = await Member.open(channel_name)
-    member.connection.send("before")
-    member.connection.close()
-    member.connection.send("after close")
-    assert await member.peer.next_text() == "before"
-    closing = await member.peer.next()
-    assert closing["type"] == "websocket.close"
-    assert closing["code"] == 1000
-    await asyncio.wait_for(member.sender, 5)
-    member.connection.send("after the sender ended")
-    member.connection.close(1011)
-    assert member.peer.pending() == []
-
-
-async def test_connection_overflow_closes_with_1013_and_drops_the_backlog(channel_name: str) -> None:
-    member = await Member.open(channel_name, send_queue_size=2)
-    member.peer.pause()  # the client stops reading
-    for number in range(10):
-        member.connection.send(f"frame {number}")
-    member.peer.resume()
-    texts: list[str] = []
-    while (message := await member.peer.next())["type"] == "websocket.send":
-        texts.append(message["text"])
-    assert message["code"] == 1013
-    # At most the frame that was being written when the queue overflowed got through.
-    assert texts in ([], ["frame 0"])
-    await member.stop()
-    member.connection.send("after the close")
-    assert member.peer.pending() == []
-
-
 async def test_slow_connection_closed_while_others_in_channel_keep_receiving(
     layer: ChannelLayer, channel_name: str
 ) -> None:
@@ -236,24 +206,12 @@ async def test_create_broadcast_redis_url_uses_our_redis_backend(redis_url: str,
         await broadcast.disconnect()
 
 
-async def test_connection_close_sends_queued_frames_then_close_with_code_and_reason(channel_name: str) -> None:
-    websocket, peer = await open_websocket()
-    connection = Connection(websocket, channel_name)
-    sender = asyncio.create_task(connection.run_sender())
-    connection.send("hello")
-    assert await peer.next_text() == "hello"
-    connection.close(4000, "bye")
-    closing = await peer.next()
-    assert (closing["type"], closing["code"], closing["reason"]) == ("websocket.close", 4000, "bye")
-    await asyncio.wait_for(sender, 5)
-
-
 # -- presence and direct messages across processes ---------------------------------------------------------
 
 
 async def open_member(channel: str, user: str | None = None) -> Member:
     """Open a connection of ``channel`` whose scope carries the authenticated ``user`` (anonymous if None)."""
-    return await Member.open(channel, user=user, send_queue_size=layers.DEFAULT_SEND_QUEUE_SIZE)
+    return await Member.open(channel, user=user, send_queue_size=DEFAULT_SEND_QUEUE_SIZE)
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ def test_render_compact_json() -> None:
 
 def test_render_non_json_values_become_strings() -> None:
     moment = datetime.datetime(2024, 1, 2, 3, 4, 5)
-    assert json.loads(render({"at": moment})) == {"at": str(moment)}
+    assert json.loads(render({"at": moment})) == {"at": moment.isoformat()}
 
 
 # -- end to end -----------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from typing import Any
 from starlette.authentication import AuthCredentials, SimpleUser
 from starlette.websockets import WebSocket
 
-from fastapi_channels.layers import ChannelLayer, Connection
+from fastapi_channels.layers import ChannelLayer
+from fastapi_channels.outbox import Connection
 
 TIMEOUT = 5.0
 
@@ -34,6 +35,8 @@ class Peer:
         """ASGI send: what the server sends to the client."""
         if message["type"] == "websocket.send":
             await self.resumed.wait()
+            if message.get("text") is not None:
+                message["text"].encode()  # as a server does before writing: text that is not UTF-8 raises
         await self.received.put(message)
 
     def pause(self) -> None:
@@ -76,12 +79,11 @@ async def open_websocket(*, user: str | None = None) -> tuple[WebSocket, Peer]:
 
 
 class Member:
-    """A connection of ``channel`` with its sender task running, as ``BaseChannel.connect`` sets one up."""
+    """A connection of ``channel`` and the client end of its websocket, as ``BaseChannel.connect`` sets one up."""
 
     def __init__(self, connection: Connection, peer: Peer) -> None:
         self.connection = connection
         self.peer = peer
-        self.sender = asyncio.create_task(connection.run_sender())
 
     @classmethod
     async def open(cls, channel: str, *, send_queue_size: int = 16, user: str | None = None) -> Member:
@@ -90,9 +92,8 @@ class Member:
         return cls(Connection(websocket, channel, send_queue_size=send_queue_size), peer)
 
     async def stop(self) -> None:
-        """Stop the sender task."""
-        self.sender.cancel()
-        await asyncio.gather(self.sender, return_exceptions=True)
+        """Stop writing: drop what is still queued for a client that does not read."""
+        await self.connection.flush(timeout=0)
 
 
 async def leave_all(layer: ChannelLayer, members: list[Member]) -> None:

@@ -1,0 +1,110 @@
+"""A channel's actions prepared for one app: what each frame needs, resolved once instead of on every frame.
+
+Preparing an action binds its handler, decides whether its permission check can be skipped (everyone is
+allowed and ``check_permissions`` is not overridden) and builds its rate limiters in the app's limiter store.
+A frame then costs one registry lookup, the checks that can say no, and the call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from fastapi_channels.decorators import HANDLER_KEYWORDS, RegisteredAction
+from fastapi_channels.permission import PermissionLike
+from fastapi_channels.throttling import LimiterBackend, RateSpec, call_fastapi_limiter, get_limits
+
+__all__ = ["PreparedAction", "PreparedChannel", "Throttle", "prepare_action", "prepare_throttles"]
+
+Throttle = Callable[[WebSocket, str], Awaitable[None]]
+"""One rate limit ready to spend a request: ``(websocket, context_key)``."""
+
+
+@dataclass(frozen=True)
+class PreparedAction:
+    """One action as a frame runs it."""
+
+    name: str
+    handler: Callable[..., Any]
+    keywords: tuple[str, ...]
+    is_async: bool
+    deprecated: bool
+    permission: PermissionLike
+    check_permission: bool
+    limits: tuple[RateSpec, ...]
+    throttles: tuple[Throttle, ...]
+
+    async def run(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> None:
+        """Call the handler with the keywords it names."""
+        available = {
+            "websocket": websocket,
+            "channel": channel,
+            "data": data,
+            "action": self.name,
+            "request_id": request_id,
+        }
+        keywords = {key: available[key] for key in self.keywords}
+        if self.is_async:
+            await self.handler(**keywords)
+            return
+        result = self.handler(**keywords)
+        if inspect.isawaitable(result):
+            await result
+
+
+def prepare_action(
+    owner: Any,
+    entry: RegisteredAction,
+    limiters: LimiterBackend,
+    *,
+    channel_allows_everyone: bool,
+    action_allows_everyone: bool,
+) -> PreparedAction:
+    """Bind ``entry`` to ``owner`` and build its rate limiters in ``limiters``."""
+    handler = entry.function(owner)
+    limits = get_limits(handler)
+    throttles: tuple[Throttle, ...] = tuple(limiters.limiter_for((owner, entry.spec.name), limits)) if limits else ()
+    return PreparedAction(
+        name=entry.spec.name,
+        handler=handler,
+        keywords=tuple(key for key in HANDLER_KEYWORDS if key in entry.accepted),
+        is_async=inspect.iscoroutinefunction(handler),
+        deprecated=entry.spec.deprecated,
+        permission=entry.spec.permission,
+        check_permission=not (channel_allows_everyone and action_allows_everyone),
+        limits=limits,
+        throttles=throttles,
+    )
+
+
+def prepare_throttles(owner: Any, throttles: tuple[Any, ...], limiters: LimiterBackend) -> tuple[Throttle, ...]:
+    """Return a channel's channel-wide limits ready to spend: ``limiter(...)`` specs and fastapi-limiter objects."""
+    prepared: list[Throttle] = []
+    for throttle in throttles:
+        if isinstance(throttle, RateSpec):
+            # Each entry is a limit of its own: a request refused by a later one has still spent the earlier ones.
+            prepared.extend(limiters.limiter_for((owner, "*"), (throttle,)))
+        else:
+            prepared.append(_fastapi_limiter(throttle))
+    return tuple(prepared)
+
+
+def _fastapi_limiter(throttle: Callable[..., Any]) -> Throttle:
+    async def spend(websocket: WebSocket, context_key: str) -> None:
+        await call_fastapi_limiter(throttle, websocket, context_key)
+
+    return spend
+
+
+@dataclass(frozen=True)
+class PreparedChannel:
+    """A channel object's actions and channel-wide limits, prepared for one run of one app."""
+
+    generation: int
+    version: int
+    actions: dict[str, PreparedAction]
+    throttles: tuple[Throttle, ...]

@@ -1,0 +1,232 @@
+"""One object per connection: admit, accept, join, receive frames, answer errors, leave.
+
+A ``Session`` owns what belongs to one connection (the websocket, its channel, the app configuration, its
+outbox, the frame being handled) and runs the connection's life as one readable dispatch, calling the hooks
+of the channel object it serves. A connection that is admitted always leaves exactly once, even when its
+task is cancelled; each frame has one error boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+from starlette import status
+from starlette.websockets import WebSocket, WebSocketState
+
+from fastapi_channels.config import FastAPIChannel
+from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, WebSocketException
+from fastapi_channels.handlers import lookup_exception_handler
+from fastapi_channels.identity import user_of
+from fastapi_channels.lifespan import ChannelEvents
+from fastapi_channels.outbox import Connection
+from fastapi_channels.permission import PermissionLike
+from fastapi_channels.protocol import internal_error_payload, render
+from fastapi_channels.throttling import LimitHandled
+
+__all__ = ["Session", "ChannelHooks", "FrameHandler", "SESSION_KEY", "current_config", "session_of"]
+
+logger = logging.getLogger("fastapi_channels.session")
+
+FrameHandler = Callable[[str], Awaitable[None]]
+"""Handles one text frame of a connection; a channel object builds one per connection."""
+
+SESSION_KEY = "fastapi_channels.session"
+"""The websocket scope key under which a connection's ``Session`` is found while it is served."""
+
+current_config: contextvars.ContextVar[FastAPIChannel] = contextvars.ContextVar("fastapi_channels_config")
+"""The configuration of the connection being served, so that broadcasts from its handlers reach its own app."""
+
+
+class ChannelHooks(Protocol):
+    """What a session needs from the channel object it serves (``BaseChannel`` provides all of it)."""
+
+    max_connection: int | None
+    endpoint: str
+    events: ChannelEvents
+
+    async def check_permissions(
+        self, websocket: WebSocket, action: str | None, channel: str, permission: PermissionLike = None
+    ) -> None:
+        """Raise ``PermissionDenied`` unless the client may join (``action`` None) or run ``action``."""
+
+    async def handle_exception(self, connection: Connection, exc: Exception) -> None:
+        """Answer ``exc``, raised while the connection joined or handled a frame."""
+
+    def frame_handler(self, session: Session) -> FrameHandler:
+        """Return what handles each text frame of ``session``."""
+
+
+class Session:
+    """Serve one websocket in one channel for a channel object, from the handshake to the last leave handler."""
+
+    __slots__ = ("owner", "websocket", "channel", "config", "connection", "action", "request_id", "_user")
+
+    def __init__(self, owner: ChannelHooks, websocket: WebSocket, channel: str, config: FastAPIChannel) -> None:
+        self.owner = owner
+        self.websocket = websocket
+        self.channel = channel
+        self.config = config
+        self.connection = Connection(
+            websocket, channel, send_queue_size=config.layer.send_queue_size, endpoint=owner.endpoint
+        )
+        # The frame being handled, for the error frame that answers it.
+        self.action: str | None = None
+        self.request_id: int | str | None = None
+        self._user = websocket.scope.get("user")
+
+    async def run(self) -> None:
+        """Admit, accept and serve the connection until it ends; always clean up after it."""
+        websocket, connection, layer = self.websocket, self.connection, self.config.layer
+        layer.track(connection)
+        websocket.scope[SESSION_KEY] = self
+        token = current_config.set(self.config)
+        admitted = served = False
+        try:
+            # Join the channel before the handshake completes: a client that sees the socket open misses nothing.
+            admitted = await self._admit()
+            if websocket.application_state == WebSocketState.CONNECTING:
+                await websocket.accept()
+            if admitted:
+                served = True
+                await self._serve()
+        finally:
+            current_config.reset(token)
+            try:
+                if admitted and not served:
+                    await _run_to_the_end(layer.discard(connection))
+                connection.close()
+                await connection.flush()
+            finally:
+                layer.untrack(connection)
+                if websocket.scope.get(SESSION_KEY) is self:
+                    del websocket.scope[SESSION_KEY]
+
+    async def _admit(self) -> bool:
+        websocket = self.websocket
+        try:
+            await self.owner.check_permissions(websocket, None, self.channel)
+            if not await self.config.layer.add(self.connection, max_connections=self.owner.max_connection):
+                raise ConnectionLimitExceeded()
+        except Exception as exc:
+            if isinstance(exc, WebSocketException):
+                # A connection that may not join never stays open.
+                exc.close = True
+            if websocket.application_state == WebSocketState.CONNECTING:
+                # Accepted so that the client reads why, rather than a bare handshake failure.
+                await websocket.accept()
+            await self.fail(exc)
+            return False
+        return True
+
+    async def _serve(self) -> None:
+        websocket, channel, connection, events = self.websocket, self.channel, self.connection, self.owner.events
+        stack = contextlib.AsyncExitStack()
+        joined = False
+        try:
+            try:
+                await stack.enter_async_context(events.open_lifespan(self.owner, websocket, channel))
+                await events.run_join(websocket, channel)
+            except Exception as exc:
+                await self.fail(exc)
+                if connection.closing or connection.closed:
+                    return
+            joined = True
+            # A join handler may have logged the client in (scope["user"]).
+            await self._follow_user()
+            await self._receive_frames(self.owner.frame_handler(self))
+        finally:
+            # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
+            await _run_to_the_end(self._leave(stack, joined=joined))
+
+    async def _receive_frames(self, handle: FrameHandler) -> None:
+        websocket, connection, scope = self.websocket, self.connection, self.websocket.scope
+        receive = websocket.receive
+        while not (connection.closing or connection.closed):
+            message = await receive()
+            text = message.get("text")
+            if text is None and message["type"] == "websocket.disconnect":
+                connection.closed = True
+                return
+            self.action = self.request_id = None
+            try:
+                if text is None:
+                    raise ParseError(
+                        status.WS_1003_UNSUPPORTED_DATA, error_msg="Binary frames are not supported: send JSON text."
+                    )
+                await handle(text)
+            except LimitHandled:
+                pass
+            except Exception as exc:
+                await self.fail(exc)
+            if scope.get("user") is not self._user:
+                # The action logged the client in or out: address it by its new name from now on.
+                await self._follow_user()
+            if websocket.application_state != WebSocketState.CONNECTED:
+                # The handler closed the socket itself.
+                connection.closed = True
+                return
+
+    async def _follow_user(self) -> None:
+        self._user = self.websocket.scope.get("user")
+        await self.config.layer.set_user(self.connection, user_of(self.websocket))
+
+    async def _leave(self, stack: contextlib.AsyncExitStack, *, joined: bool) -> None:
+        try:
+            # Leave the fan-out first, so the leave handlers' broadcasts reach only those who stay.
+            await self.config.layer.discard(self.connection)
+            if joined:
+                await self.owner.events.run_leave(self.websocket, self.channel)
+        finally:
+            try:
+                await stack.aclose()
+            except Exception:
+                logger.exception("The lifespan of a connection to %r failed on exit", self.channel)
+
+    async def fail(self, exc: Exception) -> None:
+        """The error boundary: answer ``exc`` through the channel's ``handle_exception``."""
+        await self.owner.handle_exception(self.connection, exc)
+
+    async def answer(self, exc: Exception) -> None:
+        """Answer a failed frame: through the app's handler for a ``WebSocketException``, else with 1011."""
+        websocket = self.websocket
+        if isinstance(exc, WebSocketException):
+            exc.action = exc.action if exc.action is not None else self.action
+            exc.request_id = exc.request_id if exc.request_id is not None else self.request_id
+            handler = lookup_exception_handler(websocket, exc)
+            try:
+                result = handler(websocket, exc)
+                if inspect.isawaitable(result):
+                    await result
+                return
+            except Exception as handler_exc:
+                exc = handler_exc
+        logger.error("Error while handling a message on channel %r", self.channel, exc_info=exc)
+        self.connection.send(render(internal_error_payload(action=self.action, request_id=self.request_id)))
+        self.connection.close(status.WS_1011_INTERNAL_ERROR, "Internal error")
+
+
+async def _run_to_the_end(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Await ``cleanup`` to its end even if this task is cancelled meanwhile; then pass the cancellation on."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            # anyio cancel scopes cancel again at every await until the task leaves them: wait on regardless.
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
+    task.result()
+
+
+def session_of(websocket: WebSocket) -> Session | None:
+    """Return the session serving ``websocket``, or None when it is not (or no longer) served."""
+    session: Any = websocket.scope.get(SESSION_KEY)
+    return session if isinstance(session, Session) else None
