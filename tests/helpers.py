@@ -1,28 +1,53 @@
-"""Helpers several test modules share: build an app, serve channels at paths, call an action, authenticate."""
+"""Helpers several test modules share: serve channels, wait until a client has joined, call an action, authenticate."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
+from fastapi.testclient import TestClient
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
 from starlette.testclient import WebSocketTestSession
 
 from fastapi_channels import add_channel
 from fastapi_channels.channels import BaseChannel
-from fastapi_channels.testing import receive_json, send_action
+from fastapi_channels.testing import receive_json, receive_text, send_action
+
+JOINED = "joined"
 
 
-def new_app(**add_channel_options: Any) -> FastAPI:
-    """Return a FastAPI app set up with ``add_channel(app, **add_channel_options)``."""
+def serve(
+    rooms: BaseChannel | Mapping[str, BaseChannel],
+    *,
+    path: str = "/ws",
+    authenticated: bool = False,
+    **add_channel_options: Any,
+) -> FastAPI:
+    """Return an app set up with ``add_channel(app, **add_channel_options)`` that serves ``rooms``.
+
+    One room is served at ``path`` (on its own channel) and at ``path/{name}`` (on the channel ``name``); a
+    mapping serves each of its rooms at ``/<key>`` (on the room's own channel). With ``authenticated``, the app
+    runs behind Starlette's AuthenticationMiddleware with HeaderAuthentication: the ``x-user`` header names
+    the user.
+    """
     app = FastAPI()
     add_channel(app, **add_channel_options)
+    if isinstance(rooms, BaseChannel):
+        serve_own_and_named_channels(app, path, rooms)
+    else:
+        for key, room in rooms.items():
+            serve_own_channel(app, f"/{key}", room)
+    if authenticated:
+        app.add_middleware(AuthenticationMiddleware, backend=HeaderAuthentication())
     return app
 
 
-def route(app: FastAPI, path: str, room: BaseChannel) -> None:
-    """Serve ``room`` (on its own channel name) at ``path``."""
+def serve_own_channel(app: FastAPI, path: str, room: BaseChannel) -> None:
+    """Serve ``room`` at ``path`` on its own channel name."""
 
     async def endpoint(websocket: WebSocket) -> None:
         await room.connect(websocket)
@@ -30,11 +55,27 @@ def route(app: FastAPI, path: str, room: BaseChannel) -> None:
     app.add_api_websocket_route(path, endpoint)
 
 
-def serve(app: FastAPI, **rooms: BaseChannel) -> FastAPI:
-    """Serve each room at ``/<name>`` and return ``app``."""
-    for name, room in rooms.items():
-        route(app, f"/{name}", room)
-    return app
+def serve_own_and_named_channels(app: FastAPI, path: str, room: BaseChannel) -> None:
+    """Serve ``room`` at ``path`` on its own channel name and at ``path/{name}`` on the channel ``name``."""
+    serve_own_channel(app, path, room)
+
+    async def named_channel(websocket: WebSocket, name: str) -> None:
+        await room.connect(websocket, channel=name)
+
+    app.add_api_websocket_route(f"{path}/{{name}}", named_channel)
+
+
+def greet_on_join(room: BaseChannel) -> None:
+    """Send JOINED to each client once it is in its channel, so a test knows broadcasts reach it from then on."""
+    room.add_event_handler("join", lambda websocket, channel: room.broadcast_to_personal(websocket, JOINED))
+
+
+@contextlib.contextmanager
+def joined(client: TestClient, path: str) -> Iterator[WebSocketTestSession]:
+    """Connect to ``path`` and wait until the server says the client is in its channel."""
+    with client.websocket_connect(path) as ws:
+        assert receive_text(ws) == JOINED
+        yield ws
 
 
 def call(ws: WebSocketTestSession, name: str, **fields: Any) -> Any:

@@ -5,22 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, WebSocket
+from fastapi import WebSocket
 from fastapi.testclient import TestClient
 
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action, get_action_spec
 from fastapi_channels.permission import DenyAll
 from fastapi_channels.testing import receive, receive_json
-from tests.helpers import call, new_app, route
-
-
-def serve(*rooms: BaseChannel) -> FastAPI:
-    """An app serving ``rooms[i]`` at ``/ws/<i>``."""
-    app = new_app()
-    for index, room in enumerate(rooms):
-        route(app, f"/ws/{index}", room)
-    return app
+from tests.helpers import call, serve
 
 
 class Replying(Channel):
@@ -71,7 +63,7 @@ def test_action_forms_names_reach_clients() -> None:
 
     room = Room()
     assert room.actions == ["explicit-name", "keyword-name", "empty_parentheses", "bare", "none_name"]
-    with TestClient(serve(room)) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(room)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "explicit-name") == {"ran": "first"}
         assert call(ws, "keyword-name") == {"ran": "second"}
         assert call(ws, "empty_parentheses") == {"ran": "empty_parentheses"}
@@ -116,7 +108,7 @@ def test_action_sync_handler_runs() -> None:
         async def ping(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, "pong")
 
-    with TestClient(serve(Room())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Room())) as client, client.websocket_connect("/ws") as ws:
         ws.send_json({"action": "record", "n": 1})
         ws.send_json({"action": "ping"})
         assert receive(ws)["text"] == "pong"
@@ -141,7 +133,7 @@ def test_deprecated_action_error_frame_handler_not_run_socket_stays_open() -> No
             ran.append("new")
             await self.reply(websocket, ran="new")
 
-    with TestClient(serve(Room())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Room())) as client, client.websocket_connect("/ws") as ws:
         frame = call(ws, "old", request_id=4)
         assert frame["type"] == "response"
         assert frame["status"] == "bad"
@@ -170,7 +162,7 @@ def test_deprecated_action_checked_before_permission() -> None:
         @action(deprecated=True, permission=DenyAll)
         async def old(self, **kwargs: Any) -> None: ...
 
-    with TestClient(serve(Room())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Room())) as client, client.websocket_connect("/ws") as ws:
         assert "deprecated" in call(ws, "old")["errors"]
 
 
@@ -216,11 +208,11 @@ def test_inherited_actions_work_in_subclass() -> None:
     assert Child().actions == ["hello", "bye"]
     assert GrandChild().actions == ["hello", "bye"]
     assert Parent().actions == ["hello"]
-    with TestClient(serve(GrandChild(), Parent())) as client:
-        with client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve({"grandchild": GrandChild(), "parent": Parent()})) as client:
+        with client.websocket_connect("/grandchild") as ws:
             assert call(ws, "hello") == {"said": "hello", "by": "GrandChild"}
             assert call(ws, "bye") == {"said": "bye"}
-        with client.websocket_connect("/ws/1") as ws:
+        with client.websocket_connect("/parent") as ws:
             assert call(ws, "bye")["status"] == "bad"
 
 
@@ -236,10 +228,10 @@ def test_overridden_action_in_subclass_runs_subclass_handler() -> None:
             await self.reply(websocket, by="child")
 
     assert Child().actions == ["greet"]
-    with TestClient(serve(Child(), Parent())) as client:
-        with client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve({"child": Child(), "parent": Parent()})) as client:
+        with client.websocket_connect("/child") as ws:
             assert call(ws, "greet") == {"by": "child"}
-        with client.websocket_connect("/ws/1") as ws:
+        with client.websocket_connect("/parent") as ws:
             assert call(ws, "greet") == {"by": "parent"}
 
 
@@ -255,7 +247,7 @@ def test_overridden_action_name_on_other_method_replaces_parent_action() -> None
             await self.reply(websocket, by="child")
 
     assert Child().actions == ["greet"]
-    with TestClient(serve(Child())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Child())) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "greet") == {"by": "child"}
 
 
@@ -271,7 +263,7 @@ def test_overriding_method_calls_super_and_stays_an_action() -> None:
             await self.reply(websocket, by="child first")
             await super().greet(websocket)
 
-    with TestClient(serve(Child())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Child())) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "greet") == {"by": "child first"}
         assert receive_json(ws) == {"by": "parent"}
 
@@ -321,7 +313,7 @@ def test_undecorated_methods_not_dispatched() -> None:
 
     room = Room()
     assert room.actions == ["ping"]
-    with TestClient(serve(room)) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(room)) as client, client.websocket_connect("/ws") as ws:
         frame = call(ws, "helper")
         assert frame["status"] == "bad"
         assert "helper" in frame["errors"]
@@ -347,11 +339,11 @@ def test_instance_action_registered_only_on_that_instance() -> None:
     assert first.actions == ["ping", "wave"]
     assert second.actions == ["ping"]
     assert Room().actions == ["ping"]
-    with TestClient(serve(first, second, Room())) as client:
-        with client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve({"first": first, "second": second, "fresh": Room()})) as client:
+        with client.websocket_connect("/first") as ws:
             assert call(ws, "wave", to="all") == {"waved": "all"}
             assert call(ws, "ping") == {"ran": "ping"}
-        for path in ("/ws/1", "/ws/2"):
+        for path in ("/second", "/fresh"):
             with client.websocket_connect(path) as ws:
                 frame = call(ws, "wave")
                 assert frame["status"] == "bad"
@@ -396,7 +388,7 @@ def test_instance_action_deprecated_and_permission_apply() -> None:
         ran.append("open")
         await room.broadcast_to_personal(websocket, "opened")
 
-    with TestClient(serve(room)) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(room)) as client, client.websocket_connect("/ws") as ws:
         assert "deprecated" in call(ws, "old")["errors"]
         assert call(ws, "secret")["errors"] == "You do not have permission to perform this action."
         ws.send_json({"action": "open"})
@@ -443,11 +435,11 @@ def test_same_instance_action_name_on_two_instances_allowed() -> None:
     async def say_second(websocket: WebSocket) -> None:
         await second.broadcast_to_personal(websocket, "second")
 
-    with TestClient(serve(first, second)) as client:
-        with client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve({"first": first, "second": second})) as client:
+        with client.websocket_connect("/first") as ws:
             ws.send_json({"action": "say"})
             assert receive(ws)["text"] == "first"
-        with client.websocket_connect("/ws/1") as ws:
+        with client.websocket_connect("/second") as ws:
             ws.send_json({"action": "say"})
             assert receive(ws)["text"] == "second"
 
@@ -483,7 +475,7 @@ def test_handler_gets_only_declared_keywords() -> None:
         async def done(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, "done")
 
-    with TestClient(serve(Room(channel="kw-room"))) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Room(channel="kw-room"))) as client, client.websocket_connect("/ws") as ws:
         for name in ("only_data", "only_websocket", "only_channel", "nothing"):
             ws.send_json({"action": name, "x": 1})
         ws.send_json({"action": "meta", "request_id": "m-1"})
@@ -507,7 +499,7 @@ def test_handler_with_var_keywords_gets_websocket_channel_data() -> None:
             received.update(kwargs)
             await self.broadcast_to_personal(kwargs["websocket"], "done")
 
-    with TestClient(serve(Room(channel="kw-room"))) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Room(channel="kw-room"))) as client, client.websocket_connect("/ws") as ws:
         ws.send_json({"action": "everything", "request_id": 1})
         assert receive(ws)["text"] == "done"
     assert sorted(received) == ["channel", "data", "websocket"]
@@ -527,7 +519,7 @@ def test_function_action_gets_only_declared_keywords() -> None:
     async def done(websocket: WebSocket) -> None:
         await room.broadcast_to_personal(websocket, "done")
 
-    with TestClient(serve(room)) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(room)) as client, client.websocket_connect("/ws") as ws:
         ws.send_json({"action": "just_data", "v": "é"})
         ws.send_json({"action": "done"})
         assert receive(ws)["text"] == "done"
@@ -543,25 +535,25 @@ def test_error_frame_echoes_request_id_as_sent(request_id: int | float | str) ->
         @action(deprecated=True)
         async def old(self, **kwargs: Any) -> None: ...
 
-    with TestClient(serve(Room())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Room())) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "missing", request_id=request_id)["request_id"] == request_id
         assert call(ws, "old", request_id=request_id)["request_id"] == request_id
 
 
 def test_error_frame_without_request_id_has_null_request_id() -> None:
-    with TestClient(serve(Channel())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Channel())) as client, client.websocket_connect("/ws") as ws:
         frame = call(ws, "missing")
         assert "request_id" in frame
         assert frame["request_id"] is None
 
 
 def test_error_frame_request_id_not_number_or_string_is_null() -> None:
-    with TestClient(serve(Channel())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Channel())) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "missing", request_id={"nested": 1})["request_id"] is None
         assert call(ws, "missing", request_id=True)["request_id"] is None
 
 
 def test_request_id_not_carried_to_next_frame() -> None:
-    with TestClient(serve(Channel())) as client, client.websocket_connect("/ws/0") as ws:
+    with TestClient(serve(Channel())) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "missing", request_id=1)["request_id"] == 1
         assert call(ws, "missing")["request_id"] is None

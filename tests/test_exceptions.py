@@ -27,7 +27,7 @@ from fastapi_channels.exceptions import (
 )
 from fastapi_channels.protocol import error_payload
 from fastapi_channels.testing import receive_close, receive_json, receive_text
-from tests.helpers import new_app, route
+from tests.helpers import serve
 
 MAX_REASON_BYTES = 123
 
@@ -191,7 +191,6 @@ def make_app(
     raising: BaseException | None = None, *, channel: str = "room", **add_channel_options: Any
 ) -> tuple[FastAPI, list[str]]:
     """An app whose ``raise`` action raises ``raising``; also returns the list of actions run."""
-    app = new_app(**add_channel_options)
     ran: list[str] = []
 
     class Room(Channel):
@@ -210,8 +209,7 @@ def make_app(
         async def say(self, websocket: WebSocket, channel: str, data: dict[str, Any], **kwargs: Any) -> None:
             await self.broadcast_to_channel(channel, {"said": data["text"]})
 
-    route(app, "/ws", Room(channel=channel))
-    return app, ran
+    return serve(Room(channel=channel), **add_channel_options), ran
 
 
 CLOSING = [
@@ -317,8 +315,6 @@ def test_action_raises_long_utf8_message_close_reason_fits() -> None:
 
 
 def make_join_app(raising: BaseException) -> FastAPI:
-    app = new_app()
-
     class Room(Channel):
         @action
         async def ping(self, websocket: WebSocket, data: dict[str, Any]) -> None:
@@ -330,9 +326,7 @@ def make_join_app(raising: BaseException) -> FastAPI:
     async def refuse(websocket: WebSocket, channel: str) -> None:
         raise raising
 
-    route(app, "/ws", room)
-
-    return app
+    return serve(room)
 
 
 @pytest.mark.parametrize("exc", [PermissionDenied(), WebSocketException(4003, close=True), NotFound()], ids=repr)

@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.testclient import WebSocketTestSession
 
-from fastapi_channels import add_channel
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import PermissionDenied, WebSocketException
 from fastapi_channels.testing import receive_close, receive_json, receive_text
 from fastapi_channels.used import GroupChannel
 from tests.conftest import run_uvicorn
+from tests.helpers import serve
 
 WELCOME = "welcome"
 
@@ -49,23 +49,20 @@ class Record:
             return list(self.items)
 
 
-def serve(room: BaseChannel, **add_channel_options: Any) -> tuple[FastAPI, threading.Event]:
-    """An app serving ``room`` at /ws/{name} and a silent listener at /listen/{name}; and an event set
-    whenever a ``room`` connection has fully ended."""
-    app = FastAPI()
-    add_channel(app, **add_channel_options)
-    ended = threading.Event()
+def watched_app(room: BaseChannel, **add_channel_options: Any) -> tuple[FastAPI, threading.Event]:
+    """Return an app serving ``room`` at /ws/{name} and a silent listener at /listen/{name}, and an end event.
+
+    The event is set each time a connection of ``room`` has fully ended: its ``connect`` call has returned.
+    """
     listener = BaseChannel()
     listener.add_event_handler("join", lambda websocket, channel: listener.broadcast_to_personal(websocket, WELCOME))
+    app = serve(listener, path="/listen", **add_channel_options)
+    ended = threading.Event()
 
     @app.websocket("/ws/{name}")
     async def endpoint(websocket: WebSocket, name: str) -> None:
         await room.connect(websocket, channel=name)
         ended.set()
-
-    @app.websocket("/listen/{name}")
-    async def listen(websocket: WebSocket, name: str) -> None:
-        await listener.connect(websocket, channel=name)
 
     return app, ended
 
@@ -143,7 +140,7 @@ def test_event_handlers_sync_and_async_run_in_order_on_join_and_once_on_leave(
     backend: dict[str, Any], channel_name: str, make_room: Callable[[Record], BaseChannel]
 ) -> None:
     record = Record()
-    app, _ = serve(make_room(record), **backend)
+    app, _ = watched_app(make_room(record), **backend)
     with TestClient(app) as client, listening(client, channel_name) as listener:
         with client.websocket_connect(f"/ws/{channel_name}") as ws:
             assert receive_text(ws) == WELCOME
@@ -226,7 +223,7 @@ def test_lifespan_wraps_the_connection_and_runs_inside_join_and_leave_handlers(
     room = make_room(record)
     room.add_event_handler("join", lambda websocket, channel: record.add("join"))
     room.add_event_handler("leave", lambda websocket, channel: record.add("leave"))
-    app, _ = serve(room, **backend)
+    app, _ = watched_app(room, **backend)
     with TestClient(app) as client, listening(client, channel_name) as listener:
         with client.websocket_connect(f"/ws/{channel_name}") as ws:
             assert receive_text(ws) == WELCOME
@@ -306,7 +303,7 @@ def test_leave_handlers_and_lifespan_exit_run_exactly_once_however_connection_en
         record.add("async leave")
         await room.broadcast_to_channel(channel, "left")
 
-    app, ended = serve(room, **backend)
+    app, ended = watched_app(room, **backend)
     with TestClient(app) as client, listening(client, channel_name) as listener:
         with client.websocket_connect(f"/ws/{channel_name}") as ws:
             assert receive_text(ws) == WELCOME
@@ -389,7 +386,7 @@ def group_room() -> GroupChannel:
 
 
 def test_group_room_join_and_leave_notices_go_out_as_plain_strings(backend: dict[str, Any], channel_name: str) -> None:
-    app, _ = serve(group_room(), **backend)
+    app, _ = watched_app(group_room(), **backend)
     path = f"/ws/{channel_name}"
     with TestClient(app) as client, client.websocket_connect(path) as alice:
         assert receive_text(alice) == "Join successfully"
@@ -422,7 +419,7 @@ def test_join_handler_raising_exception_with_close_closes_with_its_code_and_skip
         raise WebSocketException(4403, error_msg="Members only.", close=True)
 
     room.add_event_handler("leave", lambda websocket, channel: record.add("leave"))
-    app, ended = serve(room, **backend)
+    app, ended = watched_app(room, **backend)
     with TestClient(app) as client, client.websocket_connect(f"/ws/{channel_name}") as ws:
         frame = receive_json(ws)
         assert frame["status"] == "bad"
@@ -445,7 +442,7 @@ def test_join_handler_raising_exception_without_close_keeps_connection(
         raise WebSocketException(error_msg="Heads up: read the rules.", close=False)
 
     room.add_event_handler("leave", lambda websocket, channel: record.add("leave"))
-    app, ended = serve(room, **backend)
+    app, ended = watched_app(room, **backend)
     with TestClient(app) as client, client.websocket_connect(f"/ws/{channel_name}") as ws:
         frame = receive_json(ws)
         assert frame["errors"] == "Heads up: read the rules."
@@ -471,7 +468,7 @@ def test_failing_leave_handler_is_logged_and_other_leave_handlers_still_run(
     async def announce(websocket: WebSocket, channel: str) -> None:
         await room.broadcast_to_channel(channel, "left")
 
-    app, ended = serve(room, **backend)
+    app, ended = watched_app(room, **backend)
     with TestClient(app) as client, listening(client, channel_name) as listener:
         with client.websocket_connect(f"/ws/{channel_name}") as ws:
             assert receive_text(ws) == WELCOME

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import WebSocketTestSession
 
 from fastapi_channels import add_channel
@@ -18,7 +17,7 @@ from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import PermissionDenied
 from fastapi_channels.permission import AllowAny, BasePermission, DenyAll, IsAuthenticated
 from fastapi_channels.testing import receive, receive_close, receive_json
-from tests.helpers import HeaderAuthentication, call, new_app, serve
+from tests.helpers import call, serve
 
 DENIED_MESSAGE = "You do not have permission to perform this action."
 
@@ -237,7 +236,7 @@ def test_action_permission_form_allows_or_denies(permission: Any, allowed: bool)
             ran.append("probe")
             await self.broadcast_to_personal(websocket, {"probed": True})
 
-    app = serve(new_app(), ws=Guarded())
+    app = serve(Guarded())
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         frame = call(ws, "probe", request_id=1)
         if allowed:
@@ -251,7 +250,7 @@ def test_action_permission_form_allows_or_denies(permission: Any, allowed: bool)
 
 @pytest.mark.parametrize(("permission", "allowed"), FORMS)
 def test_channel_permission_form_admits_or_refuses_connection(permission: Any, allowed: bool) -> None:
-    app = serve(new_app(), ws=Room(permission_classes=permission))
+    app = serve(Room(permission_classes=permission))
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         if allowed:
             assert call(ws, "ping") == {"pong": True}
@@ -270,7 +269,7 @@ def test_instance_action_permission_denies() -> None:
     async def open_(websocket: WebSocket) -> None:
         await room.broadcast_to_personal(websocket, {"open": True})
 
-    with TestClient(serve(new_app(), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room)) as client, client.websocket_connect("/ws") as ws:
         assert_action_denied(call(ws, "guarded"), "guarded")
         assert call(ws, "open") == {"open": True}
 
@@ -287,7 +286,7 @@ def test_permission_callable_receives_websocket_action_and_channel() -> None:
         async def probe(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"probed": True})
 
-    app = serve(new_app(), ws=Recorded(channel="lobby", permission_classes=record))
+    app = serve(Recorded(channel="lobby", permission_classes=record))
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "probe") == {"probed": True}
     assert seen == [
@@ -316,7 +315,7 @@ def test_composition_short_circuits() -> None:
         async def either(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"either": True})
 
-    with TestClient(serve(new_app(), ws=Guarded())) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(Guarded())) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "both")["errors"] == DENIED_MESSAGE
         assert call(ws, "either") == {"either": True}
     assert checked == ["and-first", "or-first"]
@@ -330,7 +329,7 @@ def test_permission_raising_permission_denied_custom_message_in_frame() -> None:
         @action(permission=members_only)
         async def probe(self, websocket: WebSocket) -> None: ...
 
-    with TestClient(serve(new_app(), ws=Guarded())) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(Guarded())) as client, client.websocket_connect("/ws") as ws:
         frame = call(ws, "probe", request_id="p")
         assert frame["errors"] == "Members only."
         assert frame["action"] == "probe"
@@ -343,7 +342,7 @@ def test_connect_permission_raising_non_closing_denial_still_closes_1008() -> No
     async def members_only(websocket: WebSocket, action: str | None, **context: Any) -> bool:
         raise PermissionDenied(error_msg="Members only.", close=False)
 
-    with TestClient(serve(new_app(), ws=Room(permission_classes=members_only))) as client:
+    with TestClient(serve(Room(permission_classes=members_only))) as client:
         with client.websocket_connect("/ws") as ws:
             assert_connect_denied(ws, "Members only.")
 
@@ -406,12 +405,6 @@ def test_composition_with_invalid_operand_raises_type_error(compose: Any) -> Non
 # -- IsAuthenticated with Starlette's authentication -----------------------------------------------------
 
 
-def authenticated_app(**rooms: BaseChannel) -> FastAPI:
-    app = serve(new_app(), **rooms)
-    app.add_middleware(AuthenticationMiddleware, backend=HeaderAuthentication())
-    return app
-
-
 class WhoAmI(Room):
     @action
     async def whoami(self, websocket: WebSocket) -> None:
@@ -419,13 +412,13 @@ class WhoAmI(Room):
 
 
 def test_is_authenticated_channel_user_connects() -> None:
-    app = authenticated_app(ws=WhoAmI(permission_classes=IsAuthenticated))
+    app = serve(WhoAmI(permission_classes=IsAuthenticated), authenticated=True)
     with TestClient(app) as client, client.websocket_connect("/ws", headers={"x-user": "alice"}) as ws:
         assert call(ws, "whoami") == {"user": "alice"}
 
 
 def test_is_authenticated_channel_anonymous_refused_1008() -> None:
-    app = authenticated_app(ws=WhoAmI(permission_classes=IsAuthenticated))
+    app = serve(WhoAmI(permission_classes=IsAuthenticated), authenticated=True)
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         assert_connect_denied(ws)
 
@@ -440,7 +433,7 @@ def test_is_authenticated_action_anonymous_denied_socket_stays_open() -> None:
         async def sign_up(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"signed_up": True})
 
-    app = authenticated_app(ws=Mixed())
+    app = serve(Mixed(), authenticated=True)
     with TestClient(app) as client:
         with client.websocket_connect("/ws") as anonymous:
             assert_action_denied(call(anonymous, "secret", request_id=2), "secret", 2)
@@ -460,7 +453,7 @@ def test_is_authenticated_composed_with_callable_on_user_name() -> None:
         async def shutdown(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"shutdown": True})
 
-    app = authenticated_app(ws=Admin(permission_classes=IsAuthenticated))
+    app = serve(Admin(permission_classes=IsAuthenticated), authenticated=True)
     with TestClient(app) as client:
         with client.websocket_connect("/ws", headers={"x-user": "admin"}) as admin:
             assert call(admin, "shutdown") == {"shutdown": True}
@@ -470,7 +463,7 @@ def test_is_authenticated_composed_with_callable_on_user_name() -> None:
 
 
 def test_is_authenticated_without_authentication_middleware_refused() -> None:
-    app = serve(new_app(), ws=Room(permission_classes=IsAuthenticated))
+    app = serve(Room(permission_classes=IsAuthenticated))
     with TestClient(app) as client, client.websocket_connect("/ws", headers={"x-user": "alice"}) as ws:
         assert_connect_denied(ws)
 
@@ -482,7 +475,7 @@ def test_channel_permission_class_attribute_refuses_connection(backend: dict[str
     class Closed(Room):
         permission_classes = DenyAll
 
-    app = serve(new_app(**backend), ws=Closed(channel=channel_name))
+    app = serve(Closed(channel=channel_name), **backend)
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         assert_connect_denied(ws)
 
@@ -497,10 +490,12 @@ def test_channel_permission_constructor_keyword_wins_over_class_attribute(
         permission_classes = AllowAny
 
     app = serve(
-        new_app(**backend),
-        opened=Closed(channel=channel_name, permission_classes=AllowAny),
-        closed=Open(channel=channel_name, permission_classes=DenyAll),
-        default=Closed(channel=channel_name),
+        {
+            "opened": Closed(channel=channel_name, permission_classes=AllowAny),
+            "closed": Open(channel=channel_name, permission_classes=DenyAll),
+            "default": Closed(channel=channel_name),
+        },
+        **backend,
     )
     with TestClient(app) as client:
         with client.websocket_connect("/opened") as ws:
@@ -522,8 +517,8 @@ def test_add_channel_permission_default_reaches_already_defined_channel(
 
     # Class and objects exist before any app is configured.
     plain, own = Plain(channel=channel_name), OwnPermission(channel=channel_name)
-    strict = serve(new_app(permission_classes=DenyAll, **backend), plain=plain, own=own)
-    lenient = serve(new_app(**backend), plain=plain)
+    strict = serve({"plain": plain, "own": own}, permission_classes=DenyAll, **backend)
+    lenient = serve({"plain": plain}, **backend)
     with TestClient(strict) as client:
         with client.websocket_connect("/plain") as ws:
             assert_connect_denied(ws)
@@ -538,7 +533,7 @@ def test_add_channel_permission_default_checked_for_every_action(backend: dict[s
     def no_say(websocket: WebSocket, action: str | None, **context: Any) -> bool:
         return action != "say"
 
-    app = serve(new_app(permission_classes=no_say, **backend), ws=Room(channel=channel_name))
+    app = serve(Room(channel=channel_name), permission_classes=no_say, **backend)
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         assert_action_denied(call(ws, "say", text="hi", request_id=3), "say", 3)
         assert call(ws, "ping") == {"pong": True}
@@ -548,7 +543,7 @@ def test_channel_permission_checked_for_every_action(backend: dict[str, Any], ch
     async def read_only(websocket: WebSocket, action: str | None, **context: Any) -> bool:
         return action in (None, "ping", "count")
 
-    app = serve(new_app(**backend), ws=Room(channel=channel_name, permission_classes=read_only))
+    app = serve(Room(channel=channel_name, permission_classes=read_only), **backend)
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         assert_action_denied(call(ws, "say", text="hi"), "say")
         assert call(ws, "ping") == {"pong": True}
@@ -556,9 +551,8 @@ def test_channel_permission_checked_for_every_action(backend: dict[str, Any], ch
 
 def test_connect_denied_client_never_receives_channel_messages(backend: dict[str, Any], channel_name: str) -> None:
     app = serve(
-        new_app(**backend),
-        member=Room(channel=channel_name),
-        denied=Room(channel=channel_name, permission_classes=DenyAll),
+        {"member": Room(channel=channel_name), "denied": Room(channel=channel_name, permission_classes=DenyAll)},
+        **backend,
     )
     with TestClient(app) as client:
         with client.websocket_connect("/member") as member, client.websocket_connect("/denied") as denied:
@@ -574,9 +568,8 @@ def test_connect_denied_client_cannot_send_to_channel(backend: dict[str, Any], c
         pass
 
     app = serve(
-        new_app(**backend),
-        member=Relay(channel=channel_name),
-        denied=Relay(channel=channel_name, permission_classes=DenyAll),
+        {"member": Relay(channel=channel_name), "denied": Relay(channel=channel_name, permission_classes=DenyAll)},
+        **backend,
     )
     with TestClient(app) as client:
         with client.websocket_connect("/member") as member:
@@ -599,7 +592,7 @@ def test_action_denied_error_frame_socket_stays_open_handler_not_run(
             ran.append("announce")
             await self.broadcast_to_channel(channel, {"announced": True})
 
-    app = serve(new_app(**backend), ws=Guarded(channel=channel_name))
+    app = serve(Guarded(channel=channel_name), **backend)
     with TestClient(app) as client:
         with client.websocket_connect("/ws") as caller, client.websocket_connect("/ws") as other:
             assert_action_denied(call(caller, "announce", request_id="a"), "announce", "a")
@@ -619,7 +612,7 @@ def test_action_permission_and_channel_permission_both_required(backend: dict[st
         async def probe(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"probed": True})
 
-    app = serve(new_app(**backend), ws=Guarded(channel=channel_name, permission_classes=not_bob))
+    app = serve(Guarded(channel=channel_name, permission_classes=not_bob), **backend)
     with TestClient(app) as client:
         with client.websocket_connect("/ws?name=alice") as alice:
             assert call(alice, "probe") == {"probed": True}

@@ -24,7 +24,7 @@ from fastapi_channels.protocol import (
     request_id_of,
 )
 from fastapi_channels.testing import receive_json, receive_text
-from tests.helpers import new_app, serve
+from tests.helpers import serve
 
 ERROR_FIELDS = {"type", "status", "action", "request_id", "errors", "code", "close"}
 
@@ -42,7 +42,7 @@ class EchoRoom(Channel):
 
 
 def make_app() -> FastAPI:
-    return serve(new_app(), ws=EchoRoom())
+    return serve(EchoRoom())
 
 
 # -- parse_frame, action_of, request_id_of --------------------------------------------------------------

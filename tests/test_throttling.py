@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from fastapi_limiter.depends import WebSocketRateLimiter
 from pyrate_limiter import Duration, Limiter, Rate
 from starlette.authentication import BaseUser, SimpleUser
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import WebSocketTestSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,7 +22,7 @@ from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import RateLimitExceeded
 from fastapi_channels.testing import receive, receive_json
 from fastapi_channels.throttling import default_identifier, limiter
-from tests.helpers import HeaderAuthentication, call, new_app, serve
+from tests.helpers import call, serve
 
 # How long a test waits for a bucket to refill before it fails.
 REFILL_DEADLINE = 10.0
@@ -124,7 +123,7 @@ def test_limiter_on_method_over_limit_error_frame_socket_stays_open(
     position: str, backend: dict[str, Any], channel_name: str
 ) -> None:
     room = limited_room(position, times=2, minutes=1)(channel=channel_name)
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "hit") == {"hit": True}
         assert call(ws, "hit") == {"hit": True}
         assert_rate_limited(call(ws, "hit", request_id="third"), "hit", "third", max_retry_after=60)
@@ -136,7 +135,7 @@ def test_limiter_on_method_over_limit_error_frame_socket_stays_open(
 @pytest.mark.parametrize("position", ["above", "below"])
 def test_limiter_period_passed_action_allowed_again(position: str, backend: dict[str, Any], channel_name: str) -> None:
     room = limited_room(position, times=1, milliseconds=600)(channel=channel_name)
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "hit") == {"hit": True}
         assert_rate_limited(call(ws, "hit"), "hit", max_retry_after=0.6)
         wait_until_allowed(ws, "hit", {"hit": True})
@@ -158,7 +157,7 @@ def test_limiter_on_instance_function_action(position: str, backend: dict[str, A
     else:
         room.action("wave")(limiter(times=1, minutes=1)(wave))
 
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "wave") == {"waved": True}
         assert_rate_limited(call(ws, "wave", request_id=2), "wave", 2, max_retry_after=60)
         assert call(ws, "ping") == {"pong": True}
@@ -173,7 +172,7 @@ def test_limiter_stacked_above_instance_action_decorator(backend: dict[str, Any]
     async def clap(websocket: WebSocket) -> None:
         await room.broadcast_to_personal(websocket, {"clapped": True})
 
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "clap") == {"clapped": True}
         assert call(ws, "clap") == {"clapped": True}
         assert_rate_limited(call(ws, "clap"), "clap")
@@ -191,7 +190,7 @@ def test_limiter_per_action_budgets_independent(backend: dict[str, Any], channel
         async def second(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"second": True})
 
-    with TestClient(serve(new_app(**backend), ws=Room(channel=channel_name))) as client:
+    with TestClient(serve(Room(channel=channel_name), **backend)) as client:
         with client.websocket_connect("/ws") as ws:
             assert call(ws, "first") == {"first": True}
             assert_rate_limited(call(ws, "first"), "first")
@@ -206,7 +205,7 @@ def test_limiter_stacked_tighter_limit_applies(backend: dict[str, Any], channel_
         async def hit(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"hit": True})
 
-    with TestClient(serve(new_app(**backend), ws=Room(channel=channel_name))) as client:
+    with TestClient(serve(Room(channel=channel_name), **backend)) as client:
         with client.websocket_connect("/ws") as ws:
             assert call(ws, "hit") == {"hit": True}
             assert_rate_limited(call(ws, "hit"), "hit")
@@ -233,7 +232,7 @@ def test_limiter_custom_identifier_clients_do_not_share_budget(
         async def hit(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"hit": True})
 
-    with TestClient(serve(new_app(**backend), ws=Room(channel=channel_name))) as client:
+    with TestClient(serve(Room(channel=channel_name), **backend)) as client:
         with client.websocket_connect("/ws?who=alice") as alice, client.websocket_connect("/ws?who=bob") as bob:
             assert call(alice, "hit") == {"hit": True}
             assert_rate_limited(call(alice, "hit"), "hit")
@@ -247,7 +246,7 @@ def test_limiter_custom_identifier_clients_do_not_share_budget(
 
 def test_limiter_default_identifier_peers_do_not_share_budget(backend: dict[str, Any], channel_name: str) -> None:
     room = limited_room("above", times=1, minutes=1)(channel=channel_name)
-    app = serve(new_app(**backend), ws=room)
+    app = serve(room, **backend)
     app.add_middleware(PeerFromHeader)
     with TestClient(app) as client:
         with client.websocket_connect("/ws", headers={"x-test-peer": "10.0.0.1"}) as first:
@@ -261,7 +260,7 @@ def test_limiter_default_identifier_peers_do_not_share_budget(backend: dict[str,
 
 def test_limiter_default_identifier_ignores_x_forwarded_for(backend: dict[str, Any], channel_name: str) -> None:
     room = limited_room("above", times=1, minutes=1)(channel=channel_name)
-    with TestClient(serve(new_app(**backend), ws=room)) as client:
+    with TestClient(serve(room, **backend)) as client:
         with client.websocket_connect("/ws", headers={"x-forwarded-for": "1.1.1.1"}) as first:
             assert call(first, "hit") == {"hit": True}
         # Same peer, another forged address: still the same budget.
@@ -273,8 +272,7 @@ def test_limiter_default_identifier_authenticated_user_has_own_budget(
     backend: dict[str, Any], channel_name: str
 ) -> None:
     room = limited_room("above", times=1, minutes=1)(channel=channel_name)
-    app = serve(new_app(**backend), ws=room)
-    app.add_middleware(AuthenticationMiddleware, backend=HeaderAuthentication())
+    app = serve(room, authenticated=True, **backend)
     with TestClient(app) as client:
         with client.websocket_connect("/ws", headers={"x-user": "alice"}) as alice:
             assert call(alice, "hit") == {"hit": True}
@@ -292,8 +290,7 @@ def test_limiter_default_identifier_authenticated_user_has_own_budget(
 
 def test_limiter_authenticated_user_keeps_budget_across_peers(backend: dict[str, Any], channel_name: str) -> None:
     room = limited_room("above", times=1, minutes=1)(channel=channel_name)
-    app = serve(new_app(**backend), ws=room)
-    app.add_middleware(AuthenticationMiddleware, backend=HeaderAuthentication())
+    app = serve(room, authenticated=True, **backend)
     app.add_middleware(PeerFromHeader)
     with TestClient(app) as client:
         with client.websocket_connect("/ws", headers={"x-user": "alice", "x-test-peer": "10.0.0.1"}) as home:
@@ -352,7 +349,7 @@ def test_limiter_ws_callback_called_with_retry_after_action_not_run(backend: dic
         room.runs.append("hit")
         await room.broadcast_to_personal(websocket, {"hit": True})
 
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "hit") == {"hit": True}
         frame = call(ws, "hit")
         assert list(frame) == ["slow_down_ms"]
@@ -378,7 +375,7 @@ def test_limiter_sync_ws_callback_that_sends_nothing_request_dropped(
         room.runs.append("hit")
         await room.broadcast_to_personal(websocket, {"hit": True})
 
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "hit") == {"hit": True}
         ws.send_json({"action": "hit"})
         assert call(ws, "ping") == {"pong": True}
@@ -397,7 +394,7 @@ def test_limiter_ws_callback_raising_custom_exception_frame_sent(backend: dict[s
         async def hit(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"hit": True})
 
-    with TestClient(serve(new_app(**backend), ws=Room(channel=channel_name))) as client:
+    with TestClient(serve(Room(channel=channel_name), **backend)) as client:
         with client.websocket_connect("/ws") as ws:
             assert call(ws, "hit") == {"hit": True}
             frame = call(ws, "hit", request_id=9)
@@ -428,7 +425,7 @@ def test_channel_throttle_classes_attribute_shared_by_all_actions(backend: dict[
         throttle_classes = [limiter(times=2, minutes=1)]
 
     room = Limited(channel=channel_name)
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "left") == {"left": True}
         assert call(ws, "right") == {"right": True}
         assert_rate_limited(call(ws, "left", request_id=3), "left", 3)
@@ -438,7 +435,7 @@ def test_channel_throttle_classes_attribute_shared_by_all_actions(backend: dict[
 
 def test_channel_throttle_classes_keyword_per_client(backend: dict[str, Any], channel_name: str) -> None:
     room = TwoActions(channel=channel_name, throttle_classes=[limiter(times=1, minutes=1, identifier=who_from_query)])
-    with TestClient(serve(new_app(**backend), ws=room)) as client:
+    with TestClient(serve(room, **backend)) as client:
         with client.websocket_connect("/ws?who=a") as a, client.websocket_connect("/ws?who=b") as b:
             assert call(a, "left") == {"left": True}
             assert_rate_limited(call(a, "right"), "right")
@@ -454,7 +451,7 @@ def test_channel_throttle_and_action_limit_both_apply(backend: dict[str, Any], c
         async def once(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"once": True})
 
-    with TestClient(serve(new_app(**backend), ws=Limited(channel=channel_name))) as client:
+    with TestClient(serve(Limited(channel=channel_name), **backend)) as client:
         with client.websocket_connect("/ws") as ws:
             assert call(ws, "once") == {"once": True}
             assert_rate_limited(call(ws, "once"), "once")
@@ -467,7 +464,7 @@ def test_relay_channel_throttle_classes_refuses_extra_text(backend: dict[str, An
     class Relay(BaseChannel):
         throttle_classes = [limiter(times=2, minutes=1)]
 
-    app = serve(new_app(**backend), ws=Relay(channel=channel_name))
+    app = serve(Relay(channel=channel_name), **backend)
     app.add_middleware(PeerFromHeader)
     with TestClient(app) as client:
         with (
@@ -496,7 +493,7 @@ def test_channel_throttle_fastapi_limiter_websocket_rate_limiter_frame(
         throttle_classes = [WebSocketRateLimiter(limiter=Limiter(Rate(2, Duration.MINUTE)))]
 
     room = Limited(channel=channel_name)
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "left") == {"left": True}
         assert call(ws, "right") == {"right": True}
         # Its default callback raises HTTP 429, which becomes a RateLimitExceeded error frame.
@@ -520,7 +517,7 @@ def test_add_channel_throttle_default_reaches_already_defined_channel(
 
     # Classes and objects exist before any app is configured.
     plain, own = TwoActions(channel=channel_name), Own(channel=channel_name)
-    app = serve(new_app(throttle_classes=[limiter(times=2, minutes=1)], **backend), plain=plain, own=own)
+    app = serve({"plain": plain, "own": own}, throttle_classes=[limiter(times=2, minutes=1)], **backend)
     with TestClient(app) as client:
         with client.websocket_connect("/plain") as ws:
             assert call(ws, "left") == {"left": True}
@@ -600,7 +597,7 @@ def test_limiter_built_once_per_action(backend: dict[str, Any], channel_name: st
         async def hit(self, websocket: WebSocket) -> None:
             await self.broadcast_to_personal(websocket, {"hit": True})
 
-    app = serve(new_app(**backend), ws=Room(channel=channel_name))
+    app = serve(Room(channel=channel_name), **backend)
     app.add_middleware(PeerFromHeader)
     cache = config_of(app).limiters.built
     with TestClient(app) as client:
@@ -622,7 +619,7 @@ def test_limiter_built_once_per_action(backend: dict[str, Any], channel_name: st
 def test_limiter_keys_in_redis_expire(backend: dict[str, Any], channel_name: str, redis_url: str) -> None:
     room = limited_room("above", times=2, seconds=30)(channel=channel_name)
     prefix = backend["limiter_prefix"]
-    with TestClient(serve(new_app(**backend), ws=room)) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(serve(room, **backend)) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "hit") == {"hit": True}
         inspector = redis.Redis.from_url(redis_url)
         try:
@@ -643,7 +640,7 @@ def test_limiter_keys_in_redis_expire(backend: dict[str, Any], channel_name: str
 
 def test_limiter_separate_apps_share_budget_only_in_redis(backend: dict[str, Any], channel_name: str) -> None:
     def make() -> FastAPI:
-        return serve(new_app(**backend), ws=limited_room("above", times=1, minutes=1)(channel=channel_name))
+        return serve(limited_room("above", times=1, minutes=1)(channel=channel_name), **backend)
 
     first_app, second_app = make(), make()
     with TestClient(first_app) as first, TestClient(second_app) as second:
@@ -661,10 +658,10 @@ def test_limiter_separate_apps_share_budget_only_in_redis(backend: dict[str, Any
 def test_limiter_redis_scripts_flushed_limits_still_enforced(redis_url: str, channel_name: str) -> None:
     # A restarted Redis has no scripts loaded; pyrate-limiter's RedisBucket then failed with NoScriptError.
     room = limited_room("above", times=2, minutes=1)(channel=channel_name)
-    app = new_app(url="memory://", limiter_url=redis_url, limiter_prefix=f"test-{channel_name}")
+    app = serve(room, url="memory://", limiter_url=redis_url, limiter_prefix=f"test-{channel_name}")
     inspector = redis.Redis.from_url(redis_url)
     try:
-        with TestClient(serve(app, ws=room)) as client, client.websocket_connect("/ws") as ws:
+        with TestClient(app) as client, client.websocket_connect("/ws") as ws:
             assert call(ws, "hit") == {"hit": True}
             inspector.script_flush()
             assert call(ws, "hit") == {"hit": True}
@@ -677,8 +674,8 @@ def test_limiter_redis_scripts_flushed_limits_still_enforced(redis_url: str, cha
 def test_limiter_redis_restarted_limits_work_again(own_redis: Any, channel_name: str) -> None:
     # State lives in Redis; after a restart (nothing persisted here) the budget starts afresh, without errors.
     room = limited_room("above", times=1, minutes=1)(channel=channel_name)
-    app = new_app(url="memory://", limiter_url=own_redis.url, limiter_prefix=f"test-{channel_name}")
-    with TestClient(serve(app, ws=room)) as client, client.websocket_connect("/ws") as ws:
+    app = serve(room, url="memory://", limiter_url=own_redis.url, limiter_prefix=f"test-{channel_name}")
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         assert call(ws, "hit") == {"hit": True}
         assert_rate_limited(call(ws, "hit"), "hit", max_retry_after=60)
         own_redis.stop()

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, WebSocket
+from fastapi import WebSocket
 from fastapi.testclient import TestClient
 
-from fastapi_channels import add_channel
 from fastapi_channels.channels import Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.testing import receive_close, receive_json, receive_text
 from fastapi_channels.used import GroupChannel, PersonChannel
-
-
-def serve(room: Channel, channel: str, **add_channel_options: Any) -> FastAPI:
-    app = FastAPI()
-    add_channel(app, **add_channel_options)
-
-    @room.on_event("join")
-    async def joined(websocket: WebSocket, channel: str) -> None:
-        await room.broadcast_to_personal(websocket, "joined")
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await room.connect(websocket, channel=channel)
-
-    return app
+from tests.helpers import greet_on_join, serve
 
 
 def test_person_channel_third_connection_refused_with_error_frame_and_1013(
@@ -37,7 +22,9 @@ def test_person_channel_third_connection_refused_with_error_frame_and_1013(
         async def send_message(self, websocket: WebSocket, channel: str, data: dict[str, Any], **kwargs: Any) -> None:
             await self.broadcast_to_channel(channel, await self.encode(data))
 
-    app = serve(PersonalChatRoom(), channel_name, **backend)
+    room = PersonalChatRoom(channel=channel_name)
+    greet_on_join(room)
+    app = serve(room, **backend)
     with TestClient(app) as client, client.websocket_connect("/ws") as first, client.websocket_connect("/ws") as second:
         assert receive_text(first) == "joined"
         assert receive_text(second) == "joined"
@@ -55,9 +42,10 @@ def test_person_channel_third_connection_refused_with_error_frame_and_1013(
 
 
 def test_person_channel_place_freed_by_a_leaver_admits_a_new_client(backend: dict[str, Any], channel_name: str) -> None:
-    room = PersonChannel()
+    room = PersonChannel(channel=channel_name)
+    greet_on_join(room)
     room.add_event_handler("leave", lambda websocket, channel: room.broadcast_to_channel(channel, "left"))
-    app = serve(room, channel_name, **backend)
+    app = serve(room, **backend)
     with TestClient(app) as client, client.websocket_connect("/ws") as first:
         assert receive_text(first) == "joined"
         with client.websocket_connect("/ws") as second:
@@ -69,7 +57,9 @@ def test_person_channel_place_freed_by_a_leaver_admits_a_new_client(backend: dic
 
 
 def test_group_channel_admits_more_than_two(backend: dict[str, Any], channel_name: str) -> None:
-    app = serve(GroupChannel(), channel_name, **backend)
+    room = GroupChannel(channel=channel_name)
+    greet_on_join(room)
+    app = serve(room, **backend)
     with (
         TestClient(app) as client,
         client.websocket_connect("/ws") as first,
