@@ -90,8 +90,8 @@ class BaseChannel:
             on_leave=on_leave if on_leave is not None else self.on_leave,
             lifespan=lifespan if lifespan is not None else self.lifespan,
         )
-        self.endpoint = f"{type(self).__module__}.{type(self).__qualname__}:{self.channel}"
-        """Names the connections this object serves in every process, for ``send_to_user``."""
+        self.endpoint = _endpoint_name(f"{type(self).__module__}.{type(self).__qualname__}:{self.channel}")
+        """Names the connections this object serves, the same in every process running the app's code."""
         # Hooks left as they are run inline, without a coroutine per frame.
         self._plain_encode = self.encode_json is BaseChannel.encode_json
         self._plain_decode = self.decode_json is BaseChannel.decode_json
@@ -494,6 +494,18 @@ def _presence_errors() -> Iterator[None]:
         yield
     except PresenceUnavailable as exc:
         raise BackendUnavailable(error_msg="Who is connected cannot be read right now. Try again later.") from exc
+
+
+# How many channel objects of each class and channel name this process has created.
+_endpoints_created: dict[str, int] = {}
+
+
+def _endpoint_name(base: str) -> str:
+    """Name a new channel object; objects alike in class and channel are told apart by creation order."""
+    # Every process of an app runs the same code, so the n-th such object gets the same name everywhere.
+    count = _endpoints_created.get(base, 0)
+    _endpoints_created[base] = count + 1
+    return base if count == 0 else f"{base}#{count}"
 
 
 def _check_channel_name(channel: Any) -> str:

@@ -526,6 +526,52 @@ def test_function_action_gets_only_declared_keywords() -> None:
     assert received == [{"action": "just_data", "v": "é"}]
 
 
+def test_method_with_a_parameter_no_call_fills_fails_when_the_class_is_created() -> None:
+    with pytest.raises(TypeError) as info:
+
+        class Room(Channel):
+            @action
+            async def message(self, ws: WebSocket, channel: str) -> None: ...
+
+    message = str(info.value)
+    assert "Room.message" in message and "'ws'" in message
+    for keyword in ("websocket", "channel", "data", "action", "request_id"):
+        assert keyword in message
+
+
+def test_function_with_a_parameter_no_call_fills_fails_when_registered() -> None:
+    room = Channel()
+
+    def shout(socket: WebSocket) -> None: ...
+
+    with pytest.raises(TypeError, match="'socket'"):
+        room.action("shout")(shout)
+    assert "shout" not in room.actions
+
+
+def test_handler_parameters_with_defaults_or_star_args_are_accepted_and_left_alone() -> None:
+    received: list[Any] = []
+
+    class Room(Channel):
+        @action
+        async def tolerant(self, websocket: WebSocket, *args: Any, volume: int = 3) -> None:
+            received.append((args, volume))
+            await self.broadcast_to_personal(websocket, "done")
+
+    with TestClient(serve(Room())) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"action": "tolerant", "volume": 11})
+        assert receive(ws)["text"] == "done"
+    assert received == [((), 3)]
+
+
+def test_positional_only_parameter_fails_at_definition() -> None:
+    with pytest.raises(TypeError, match="'websocket'"):
+
+        class Room(Channel):
+            @action
+            async def odd(self, websocket: WebSocket, /) -> None: ...
+
+
 # -- request ids ----------------------------------------------------------------------------------------
 
 

@@ -286,3 +286,32 @@ def test_user_who_logs_in_with_a_message_is_then_reached_by_send_to_user_and_lis
             dave.send_json({"action": "members"})
             assert sorted(str(member["user"]) for member in receive_json(dave)["members"]) == ["None", "dave"]
             assert_nothing_else_received(carol)
+
+
+def test_send_to_user_on_a_channel_object_reaches_only_the_connections_it_serves(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    chat, notifications = direct_room(), direct_room()
+    app = serve({"chat": chat, "notifications": notifications}, authenticated=True, **backend)
+    chat_path = "/chat"
+
+    @app.post("/notify/{user}")
+    async def notify(user: str, text: str, everywhere: bool = False) -> None:
+        if everywhere:
+            await send_to_user(user, {"notified": text}, app=app)
+        else:
+            await notifications.send_to_user(user, {"notified": text})
+
+    with (
+        TestClient(app) as client,
+        joined_as(client, chat_path, "alice") as alice_chat,
+        joined_as(client, "/notifications", "alice") as alice_notifications,
+    ):
+        assert client.post("/notify/alice", params={"text": "for the bell"}).status_code == 200
+        assert receive_json(alice_notifications) == {"notified": "for the bell"}
+        # The chat socket of the same user, served by another channel object, hears nothing.
+        assert_nothing_else_received(alice_chat, alice_notifications)
+        assert client.post("/notify/alice", params={"text": "all", "everywhere": True}).status_code == 200
+        assert receive_json(alice_chat) == {"notified": "all"}
+        assert receive_json(alice_notifications) == {"notified": "all"}
+        assert_nothing_else_received(alice_chat, alice_notifications)

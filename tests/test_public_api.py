@@ -7,26 +7,16 @@ import importlib.metadata
 import importlib.resources
 import inspect
 import re
+from pathlib import Path
 
 import pytest
 
 import fastapi_channels
 
-MODULES = [
-    "fastapi_channels",
-    "fastapi_channels.api",
-    "fastapi_channels.backends",
-    "fastapi_channels.channels",
-    "fastapi_channels.decorators",
-    "fastapi_channels.exceptions",
-    "fastapi_channels.layers",
-    "fastapi_channels.lifespan",
-    "fastapi_channels.permission",
-    "fastapi_channels.protocol",
-    "fastapi_channels.testing",
-    "fastapi_channels.throttling",
-    "fastapi_channels.used",
-]
+MODULES = sorted(
+    f"fastapi_channels.{path.stem}" if path.stem != "__init__" else "fastapi_channels"
+    for path in Path(fastapi_channels.__file__).parent.glob("*.py")
+)
 
 
 def test_readme_import_paths_provide_their_names() -> None:
@@ -78,6 +68,88 @@ def test_package_all_lists_the_top_level_names() -> None:
     for name in ("add_channel", "FastAPIChannel", "__version__"):
         assert name in fastapi_channels.__all__
         assert hasattr(fastapi_channels, name)
+
+
+def test_common_names_import_from_the_top_level_as_the_same_objects_as_their_modules() -> None:
+    from fastapi_channels import (
+        ActionIsDeprecated,
+        ActionNotExist,
+        AllowAny,
+        BackendUnavailable,
+        BaseChannel,
+        BasePermission,
+        Channel,
+        ConnectionLimitExceeded,
+        DenyAll,
+        GroupChannel,
+        IsAuthenticated,
+        Member,
+        MethodNotAllowed,
+        NotFound,
+        ParseError,
+        PermissionDenied,
+        PersonChannel,
+        RateLimitExceeded,
+        WebSocketException,
+        action,
+        add_channel,
+        api,
+        channels,
+        config,
+        decorators,
+        exceptions,
+        get_channel_config,
+        limiter,
+        permission,
+        presence,
+        send_to_user,
+        throttling,
+        used,
+    )
+
+    pairs = [
+        (add_channel, api.add_channel),
+        (send_to_user, api.send_to_user),
+        (get_channel_config, config.get_channel_config),
+        (BaseChannel, channels.BaseChannel),
+        (Channel, channels.Channel),
+        (PersonChannel, used.PersonChannel),
+        (GroupChannel, used.GroupChannel),
+        (action, decorators.action),
+        (limiter, throttling.limiter),
+        (Member, presence.Member),
+        (BasePermission, permission.BasePermission),
+        (AllowAny, permission.AllowAny),
+        (DenyAll, permission.DenyAll),
+        (IsAuthenticated, permission.IsAuthenticated),
+    ]
+    for exception in (
+        WebSocketException,
+        PermissionDenied,
+        RateLimitExceeded,
+        ActionNotExist,
+        ActionIsDeprecated,
+        ParseError,
+        NotFound,
+        MethodNotAllowed,
+        ConnectionLimitExceeded,
+        BackendUnavailable,
+    ):
+        pairs.append((exception, getattr(exceptions, exception.__name__)))
+    assert all(top is defined for top, defined in pairs)
+    assert {top.__name__ for top, _ in pairs} <= set(fastapi_channels.__all__)
+
+
+def test_moved_names_keep_their_old_import_paths() -> None:
+    from fastapi_channels.api import STATE_KEY, FastAPIChannel, get_channel_config
+    from fastapi_channels.layers import DEFAULT_SEND_QUEUE_SIZE, Connection, create_broadcast
+
+    assert FastAPIChannel.__module__ == "fastapi_channels.config"
+    assert get_channel_config.__module__ == "fastapi_channels.config"
+    assert STATE_KEY == "fastapi_channels"
+    assert Connection.__module__ == "fastapi_channels.outbox"
+    assert create_broadcast.__module__ == "fastapi_channels.backends"
+    assert DEFAULT_SEND_QUEUE_SIZE == 256
 
 
 @pytest.mark.parametrize("module_name", MODULES)
