@@ -2,6 +2,11 @@
 
 ``FASTAPI_CHANNELS_URL`` picks the backend: ``memory://`` (the default: one process, no Redis needed) or a
 ``redis://`` URL, which then carries both the broadcasts and the rate limits.
+
+``FASTAPI_CHANNELS_NAMESPACE`` (``fastapi-channels`` by default) prefixes the presence and rate-limit keys
+and names the direct-message channel, so demos that share a Redis server under different namespaces count
+their connections and rate limits apart. Their rooms keep the same channel names, so they still hear each
+other's broadcasts: give each demo its own Redis server to keep them wholly apart.
 """
 
 from __future__ import annotations
@@ -26,10 +31,21 @@ from fastapi_channels.permission import AllowAny
 from fastapi_channels.throttling import limiter
 from fastapi_channels.used import GroupChannel, PersonChannel
 
-__all__ = ["app", "create_app", "ChatMessage", "BaseRoom", "PersonRoom", "GroupRoom", "URL_VARIABLE"]
+__all__ = [
+    "app",
+    "create_app",
+    "ChatMessage",
+    "BaseRoom",
+    "PersonRoom",
+    "GroupRoom",
+    "URL_VARIABLE",
+    "NAMESPACE_VARIABLE",
+]
 
 URL_VARIABLE = "FASTAPI_CHANNELS_URL"
+NAMESPACE_VARIABLE = "FASTAPI_CHANNELS_NAMESPACE"
 DEFAULT_URL = "memory://"
+DEFAULT_NAMESPACE = "fastapi-channels"
 JOIN_NOTICE = "Join successfully"
 LEAVE_NOTICE = "leave successfully"
 
@@ -187,12 +203,14 @@ def serve(app: FastAPI, rooms: dict[str, Room], path: str, channel: BaseChannel,
     rooms[key] = Room(key=key, path=path, route_name=route_name, channel=channel, about=about)
 
 
-def create_app(url: str | None = None) -> FastAPI:
-    """Build the demo app on ``url`` (default: ``$FASTAPI_CHANNELS_URL``, else memory://)."""
+def create_app(url: str | None = None, *, namespace: str | None = None) -> FastAPI:
+    """Build the demo app on ``url`` and ``namespace`` (defaults: the environment variables, else their defaults)."""
     url = url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+    namespace = namespace or os.environ.get(NAMESPACE_VARIABLE) or DEFAULT_NAMESPACE
     uses_redis = urlparse(url).scheme in ("redis", "rediss")
     app = FastAPI(title="fastapi-channels demo")
-    add_channel(app, url=url, limiter_url=url if uses_redis else None)
+    # The rate-limit keys take the namespace too, so that demos under different namespaces limit apart.
+    add_channel(app, url=url, limiter_url=url if uses_redis else None, limiter_prefix=namespace, namespace=namespace)
     app.mount("/static", StaticFiles(directory=StaticPath), name="static")
 
     rooms: dict[str, Room] = {}

@@ -45,6 +45,11 @@ class RedisPubSubBackend(BroadcastBackend):
     backoff_initial = 0.1
     backoff_max = 5.0
 
+    # Bound to the event loop that first waits on them, so connect() makes them afresh: each start of the
+    # app may run on a new loop (every `with TestClient(app)` does).
+    _wakeup: asyncio.Event
+    _queue: asyncio.Queue[Event]
+
     def __init__(self, url: str) -> None:
         self._url = url
         self._redis: Redis | None = None
@@ -52,11 +57,11 @@ class RedisPubSubBackend(BroadcastBackend):
         self._reader: asyncio.Task[None] | None = None
         self._channels: set[str] = set()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
-        self._wakeup = asyncio.Event()
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
     async def connect(self) -> None:
         """Open the connections, failing fast when Redis cannot be reached."""
+        self._wakeup = asyncio.Event()
+        self._queue = asyncio.Queue()
         self._redis = redis_client(self._url)
         try:
             await self._redis.ping()
@@ -67,13 +72,17 @@ class RedisPubSubBackend(BroadcastBackend):
         self._reader = asyncio.create_task(self._read(), name="fastapi-channels-redis-reader")
 
     async def disconnect(self) -> None:
-        """Stop reading and close the connections."""
-        if self._reader is not None:
-            self._reader.cancel()
+        """Stop reading and close the connections, leaving the backend ready to connect again."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
             try:
-                await self._reader
+                await reader
             except asyncio.CancelledError:
                 pass
+        # A new connection starts with no subscriptions, and these futures belong to the old loop.
+        self._channels.clear()
+        self._confirmations.clear()
         # Forgotten, so that a leave finishing after shutdown cannot open a fresh connection nobody closes.
         pubsub, self._pubsub = self._pubsub, None
         redis, self._redis = self._redis, None
@@ -184,18 +193,24 @@ class PostgresBackend(BroadcastBackend):
     operation at a time on each. Needs asyncpg (the ``postgres`` extra).
     """
 
+    # Bound to the event loop that first waits on them, so connect() makes them afresh: each start of the
+    # app may run on a new loop (every `with TestClient(app)` does).
+    _listen_lock: asyncio.Lock
+    _notify_lock: asyncio.Lock
+    _queue: asyncio.Queue[Event]
+
     def __init__(self, url: str) -> None:
         self._url = url
         self._listener: Any = None
         self._notifier: Any = None
-        self._listen_lock = asyncio.Lock()
-        self._notify_lock = asyncio.Lock()
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
     async def connect(self) -> None:
         """Open the listening and the notifying connections."""
         import asyncpg  # type: ignore[import-untyped]
 
+        self._listen_lock = asyncio.Lock()
+        self._notify_lock = asyncio.Lock()
+        self._queue = asyncio.Queue()
         try:
             self._listener = await asyncpg.connect(self._url)
             self._notifier = await asyncpg.connect(self._url)
@@ -204,7 +219,7 @@ class PostgresBackend(BroadcastBackend):
             raise ConnectionError(f"Cannot reach PostgreSQL at {self._url!r} for broadcasting: {exc}") from exc
 
     async def disconnect(self) -> None:
-        """Close both connections."""
+        """Close both connections, leaving the backend ready to connect again."""
         for connection in (self._listener, self._notifier):
             if connection is not None:
                 await connection.close()

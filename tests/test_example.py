@@ -1,9 +1,14 @@
 """The bundled demo (example/app.py) and the two seed examples, on memory:// and a real Redis.
 
-The seed examples run unchanged: their source is loaded at test time with only the URLs of their
-``add_channel(...)`` line replaced (see tests/apps/seed_app.py), then every room is checked against what
-its comments promise. The same checks run against the demo app. The last tests serve the seed and the demo
-with a real uvicorn process and talk to them with a real websocket client, including an abrupt disconnect.
+The seed examples run unchanged: their source is loaded at test time with only their ``add_channel(...)``
+line changed, its URLs replaced and a namespace added (see tests/apps/seed_app.py), then every room is
+checked against what its comments promise. The same checks run against the demo app. The last tests serve
+the seed and the demo with a real uvicorn process and talk to them with a real websocket client, including
+an abrupt disconnect.
+
+Their rooms have fixed channel names, which any other run on a shared Redis would hear (pub/sub knows no
+database numbers or prefixes): the Redis cases run on a redis-server of this module's own, and each test
+has its own namespace on it.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ from starlette.testclient import WebSocketTestSession
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from example.app import JOIN_NOTICE, LEAVE_NOTICE, URL_VARIABLE, create_app
+from example.app import JOIN_NOTICE, LEAVE_NOTICE, NAMESPACE_VARIABLE, URL_VARIABLE, create_app
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.exceptions import ActionIsDeprecated, PermissionDenied, RateLimitExceeded, WebSocketException
 from fastapi_channels.testing import receive_close, receive_json, receive_text
 from tests.apps.seed_app import load_seed
-from tests.conftest import run_uvicorn
+from tests.conftest import RedisServer, run_uvicorn
 
 SEEDS = ["readme_example.py", "pypi_example.py"]
 APPS = ["demo", *SEEDS]
@@ -40,11 +45,27 @@ FRAME_TIMEOUT = 10.0
 # -- building the apps -----------------------------------------------------------------------------------
 
 
-def build_app(which: str, url: str) -> FastAPI:
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A Redis server of this module's own (it replaces the suite's shared one here)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def unique_namespace() -> str:
+    """A namespace no other test uses."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+def build_app(which: str, url: str, namespace: str) -> FastAPI:
     """Return the demo app or a freshly loaded seed example, broadcasting (and limiting) on ``url``."""
     if which == "demo":
-        return create_app(url)
-    app: FastAPI = load_seed(which, url).app
+        return create_app(url, namespace=namespace)
+    app: FastAPI = load_seed(which, url, namespace).app
     return app
 
 
@@ -56,9 +77,9 @@ def unique_client() -> tuple[str, int]:
 @pytest.fixture(params=APPS)
 def client(request: pytest.FixtureRequest, backend: dict[str, str | None]) -> Iterator[TestClient]:
     """A running TestClient of the demo app or of a seed example, on each backend."""
-    url = backend["url"]
-    assert url is not None
-    with TestClient(build_app(request.param, url), client=unique_client()) as test_client:
+    url, namespace = backend["url"], backend["namespace"]
+    assert url is not None and namespace is not None
+    with TestClient(build_app(request.param, url, namespace), client=unique_client()) as test_client:
         yield test_client
 
 
@@ -226,7 +247,8 @@ def test_demo_count_endpoint_counts_live_connections() -> None:
 
 def test_demo_rejects_a_message_without_user_with_a_readable_error(backend: dict[str, str | None]) -> None:
     assert backend["url"] is not None
-    with TestClient(create_app(backend["url"]), client=unique_client()) as client:
+    app = create_app(backend["url"], namespace=backend["namespace"])
+    with TestClient(app, client=unique_client()) as client:
         with client.websocket_connect("/person") as ws:
             ws.send_json({"action": "message", "message": "who am I?", "request_id": 7})
             frame = receive_json(ws)
@@ -238,6 +260,7 @@ def test_demo_rejects_a_message_without_user_with_a_readable_error(backend: dict
 
 def test_demo_environment_variable_switches_to_redis(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
     monkeypatch.setenv(URL_VARIABLE, redis_url)
+    monkeypatch.setenv(NAMESPACE_VARIABLE, unique_namespace())
     with TestClient(create_app(), client=unique_client()) as client:
         assert client.get("/channels").json()["backend"] == "Redis"
         with client.websocket_connect("/group") as first, client.websocket_connect("/group") as second:
@@ -249,6 +272,25 @@ def test_demo_environment_variable_switches_to_redis(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv(URL_VARIABLE)
     with TestClient(create_app()) as client:
         assert client.get("/channels").json()["backend"] == "memory (one process)"
+
+
+def test_demo_namespace_variable_keeps_counts_of_two_demos_on_one_redis_apart(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setenv(URL_VARIABLE, redis_url)
+    apps = []
+    for _ in range(2):
+        monkeypatch.setenv(NAMESPACE_VARIABLE, unique_namespace())
+        apps.append(create_app())
+    with TestClient(apps[0], client=unique_client()) as one, TestClient(apps[1], client=unique_client()) as other:
+        with one.websocket_connect("/person") as first, other.websocket_connect("/person") as second:
+            join_person_room(first, 1)
+            join_person_room(second, 2)
+            # Each demo counts only its own member: one shared namespace would count both.
+            first.send_json(chat("count", 3))
+            assert receive_json(first) == reply("count", 3, message=1)
+            second.send_json(chat("count", 4))
+            assert receive_json(second) == reply("count", 4, message=1)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -494,7 +536,7 @@ async def receive_frame(ws: ClientConnection) -> Any:
 async def test_seed_under_uvicorn_abrupt_disconnect_notifies_the_group(
     seed: str, backend: dict[str, str | None]
 ) -> None:
-    env = {"SEED_EXAMPLE": seed, "SEED_URL": backend["url"] or "memory://"}
+    env = {"SEED_EXAMPLE": seed, "SEED_URL": backend["url"] or "memory://", "SEED_NAMESPACE": unique_namespace()}
     with run_uvicorn("tests.apps.seed_app:app", env=env) as base_url:
         alice = await join_group(base_url)
         bob = await join_group(base_url)
@@ -556,7 +598,7 @@ async def test_demo_under_uvicorn_serves_page_assets_and_rooms() -> None:
 
 
 async def test_demo_two_processes_on_redis_chat_with_each_other(redis_url: str) -> None:
-    env = {URL_VARIABLE: redis_url}
+    env = {URL_VARIABLE: redis_url, NAMESPACE_VARIABLE: unique_namespace()}
     with run_uvicorn("example.app:app", env=env) as first_url, run_uvicorn("example.app:app", env=env) as second_url:
         assert json.loads(fetch(first_url + "/channels")[2])["backend"] == "Redis"
         alice = await join_group(first_url)

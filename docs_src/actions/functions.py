@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -11,12 +13,12 @@ sales = Channel(channel="sales")
 
 
 @support.action("ask")
-async def ask(websocket: WebSocket, channel: str, data: dict) -> None:
+async def ask(websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
     await support.broadcast_to_channel(channel, {"action": "question", "text": data.get("text")})
 
 
 @support.action()  # named after the function: "hours"
-async def hours(websocket: WebSocket, channel: str, data: dict) -> None:
+async def hours(websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
     await support.broadcast_to_personal(websocket, {"action": "hours", "open": "9:00-17:00"})
 
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -10,21 +12,21 @@ add_channel(app)
 
 class ModeratedRoom(Channel):
     @action()
-    async def report(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def report(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "report", "status": "received"})
 
     @action()
-    async def rules(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def rules(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "rules", "rules": ["Be kind."]})
 
 
 class TeamRoom(ModeratedRoom):
     @action()
-    async def standup(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def standup(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "standup", "text": data.get("text")})
 
     @action()  # overrides the inherited action: decorate the new method again
-    async def rules(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def rules(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "rules", "rules": ["Be kind.", "Stand up at 9."]})
 
 

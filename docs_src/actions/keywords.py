@@ -17,7 +17,7 @@ class Toolbox(Channel):
         await self.broadcast_to_personal(websocket, "pong")
 
     @action()
-    async def echo(self, websocket: WebSocket, data: dict, request_id: int | str | None) -> None:
+    async def echo(self, websocket: WebSocket, data: dict[str, Any], request_id: int | str | None) -> None:
         await self.broadcast_to_personal(websocket, {"request_id": request_id, "echo": data.get("text")})
 
     @action()
@@ -25,7 +25,7 @@ class Toolbox(Channel):
         await self.broadcast_to_personal(websocket, {"action": action, "channel": channel})
 
     @action()
-    async def classic(self, websocket: WebSocket, channel: str, data: dict, **kwargs: Any) -> None:
+    async def classic(self, websocket: WebSocket, channel: str, data: dict[str, Any], **kwargs: Any) -> None:
         # The signature most code uses; **kwargs receives nothing more.
         await self.broadcast_to_personal(websocket, {"action": data["action"], "extra": sorted(kwargs)})
 

@@ -16,4 +16,7 @@ add_channel(
     permission_classes=[AllowAny],  # default for channels without permission_classes (AllowAny if omitted)
     throttle_classes=[limiter(times=60, minutes=1)],  # default for channels without throttle_classes
     send_queue_size=256,  # frames buffered per connection before a client that stops reading is closed
+    presence_url=os.environ.get("PRESENCE_URL"),  # who is connected; None: shared if url is Redis, else per process
+    presence_ttl=30.0,  # seconds a process that died without cleaning up still counts its connections
+    namespace="myapp",  # prefix of the presence keys and of the direct-message channel, myapp.direct
 )

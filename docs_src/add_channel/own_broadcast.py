@@ -31,6 +31,6 @@ async def alerts_endpoint(websocket: WebSocket) -> None:
 
 
 @app.post("/alerts")
-async def raise_alert() -> dict:
+async def raise_alert() -> dict[str, bool]:
     await broadcast.publish("alerts", '{"action": "alert"}')  # broadcaster wants text: publish encoded JSON
     return {"sent": True}

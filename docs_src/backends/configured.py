@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 from fastapi import FastAPI, WebSocket
 
@@ -19,7 +20,7 @@ add_channel(app, url=BROADCAST_URL, limiter_url=LIMITER_URL)
 class Chat(Channel):
     @limiter(times=5, seconds=10)
     @action()
-    async def message(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def message(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "message", "text": data.get("text")})
 
 

@@ -24,7 +24,7 @@ class Chat(Channel):
 
     @limiter(times=5, seconds=10)  # per client: its user when logged in, else its address
     @action()
-    async def message(self, channel: str, data: dict) -> None:
+    async def message(self, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "message", "text": data.get("text")})
 
     @action()

@@ -34,7 +34,7 @@ add_channel(app)
 
 
 @app.post("/login")
-async def login(name: str, response: Response) -> dict:
+async def login(name: str, response: Response) -> dict[str, str]:
     # Stands in for your real login form: check a password, then open a session.
     session = secrets.token_urlsafe(32)
     SESSIONS[session] = name

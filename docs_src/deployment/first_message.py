@@ -1,6 +1,7 @@
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, WebSocket
 from starlette.authentication import AuthCredentials, SimpleUser
@@ -31,7 +32,7 @@ class Inbox(Channel):
             await self.close(websocket, code=1008, reason="Authenticate first.")
 
     @action()
-    async def authenticate(self, websocket: WebSocket, data: dict) -> None:
+    async def authenticate(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         user = TOKENS.get(data.get("token", ""))
         if user is None:
             raise PermissionDenied(error_msg="Invalid token.")  # an error frame, then a close with 1008

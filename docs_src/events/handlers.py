@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -18,7 +20,7 @@ async def welcome(websocket: WebSocket, channel: str) -> None:
 
 class Lounge(Channel):
     @action()
-    async def say(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def say(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, f"{name_of(websocket)}: {data.get('text', '')}")
 
     @action()

@@ -14,13 +14,11 @@ app = FastAPI()
 add_channel(app)
 
 
+@app.exception_handler(PermissionDenied)  # the same registry as app.add_exception_handler(PermissionDenied, ...)
 async def on_permission_denied(websocket: WebSocket, exc: PermissionDenied) -> None:
     logger.info("Denied %s on %s", exc.action, websocket.url.path)
     exc.extra["login_url"] = "/login"  # one more field in the error frame
     await websocket_exception_handler(websocket, exc)  # then the usual frame (and close, if exc.close)
-
-
-app.add_exception_handler(PermissionDenied, on_permission_denied)
 
 
 class Vault(Channel):

@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 from starlette import status
 
@@ -22,7 +24,7 @@ class OutOfStock(WebSocketException):
 
 class Shop(Channel):
     @action()
-    async def buy(self, websocket: WebSocket, data: dict) -> None:
+    async def buy(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         item = data.get("item")
         if item not in STOCK:
             raise NotFound(error_msg=f"We do not sell {item!r}.", close=False)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -12,11 +14,11 @@ class EchoRoom(Channel):
     channel = "echo"
 
     @action()
-    async def ping(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def ping(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "pong", "request_id": data.get("request_id")})
 
     @action("say")
-    async def say_to_everyone(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def say_to_everyone(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "said", "text": data.get("text", "")})
 
 

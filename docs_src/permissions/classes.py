@@ -32,11 +32,11 @@ class Board(Channel):
     permission_classes = [BoardExists]  # checked when a client connects and before every action
 
     @action()
-    async def post(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def post(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "post", "text": data.get("text")})
 
     @action(permission=IsModerator)  # checked after the channel's permission, for this action only
-    async def pin(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def pin(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "pin", "post": data.get("post")})
 
 

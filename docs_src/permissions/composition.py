@@ -36,23 +36,23 @@ class Forum(Channel):
     permission_classes = [not_banned]  # a plain async function works as a permission
 
     @action(permission=IsAuthor | IsModerator)  # either one is enough
-    async def edit(self, websocket: WebSocket, data: dict) -> None:
+    async def edit(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "edit", "status": "ok"})
 
     @action(permission=IsModerator & has_api_key)  # both are needed
-    async def export(self, websocket: WebSocket, data: dict) -> None:
+    async def export(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "export", "status": "ok"})
 
     @action(permission=~IsModerator)  # anyone but a moderator
-    async def report(self, websocket: WebSocket, data: dict) -> None:
+    async def report(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "report", "status": "ok"})
 
     @action(permission=[IsModerator, not_banned])  # a list: every item must allow
-    async def lock(self, websocket: WebSocket, data: dict) -> None:
+    async def lock(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "lock", "status": "ok"})
 
     @action(permission=False)  # nobody, for now
-    async def purge(self, websocket: WebSocket, data: dict) -> None:
+    async def purge(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "purge", "status": "ok"})
 
 

@@ -25,12 +25,12 @@ class Calculator(Channel):
         return Reply.model_validate(data).model_dump_json()
 
     @action()
-    async def add(self, websocket: WebSocket, data: dict, request_id: int | str | None) -> None:
+    async def add(self, websocket: WebSocket, data: dict[str, Any], request_id: int | str | None) -> None:
         total = sum(data.get("numbers", []))
         await self.broadcast_to_personal(websocket, {"action": "add", "result": total, "request_id": request_id})
 
     @action()
-    async def total_for_everyone(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def total_for_everyone(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "total", "result": sum(data.get("numbers", []))})
 
     @action()

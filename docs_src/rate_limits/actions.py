@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -12,18 +14,18 @@ add_channel(app)
 class Chat(Channel):
     @limiter(times=3, seconds=6)  # above @action ...
     @action()
-    async def message(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def message(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "message", "text": data.get("text")})
 
     @action()
     @limiter(times=1, seconds=2)  # ... or below it: the same limit
-    async def typing(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def typing(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "typing"})
 
     @limiter(times=2, seconds=1)  # several limits on one action: each must allow
     @limiter(times=10, minutes=1)
     @action()
-    async def search(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def search(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "search", "results": []})
 
 
@@ -32,7 +34,7 @@ chat = Chat(channel="chat")
 
 @limiter(times=1, minutes=1)  # function actions take limits the same way
 @chat.action("nudge")
-async def nudge(websocket: WebSocket, channel: str, data: dict) -> None:
+async def nudge(websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
     await chat.broadcast_to_channel(channel, {"action": "nudge"})
 
 

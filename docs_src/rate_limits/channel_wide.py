@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -11,11 +13,11 @@ add_channel(app, throttle_classes=[limiter(times=20, minutes=1)])  # the default
 
 class Quiet(Channel):  # no throttle_classes of its own: 20 requests a minute per client, all actions together
     @action()
-    async def say(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def say(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "say", "text": data.get("text")})
 
     @action()
-    async def wave(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def wave(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "wave"})
 
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -22,12 +24,12 @@ async def slow_down(websocket: WebSocket, retry_after_ms: int) -> None:
 class Sensors(Channel):
     @limiter(times=2, seconds=10, identifier=by_device)
     @action()
-    async def reading(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def reading(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "reading", "value": data.get("value")})
 
     @limiter(times=1, seconds=30, ws_callback=slow_down)
     @action()
-    async def calibrate(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def calibrate(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_personal(websocket, {"action": "calibrate", "status": "started"})
 
 

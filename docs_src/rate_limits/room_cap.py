@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 from fastapi_limiter.depends import WebSocketRateLimiter
 from pyrate_limiter import Duration, Limiter, Rate
@@ -24,7 +26,7 @@ class Auditorium(Channel):
     throttle_classes = [room_cap]
 
     @action()
-    async def question(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def question(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "question", "text": data.get("text")})
 
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import Channel, action, add_channel, limiter
@@ -9,7 +11,7 @@ add_channel(app)  # in memory; add_channel(app, url="redis://localhost:6379") sh
 class ChatRoom(Channel):
     @limiter(times=5, seconds=10)  # per client: 5 messages at once, then one every 2 seconds
     @action()
-    async def message(self, channel: str, data: dict) -> None:
+    async def message(self, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"user": data.get("user"), "text": data.get("text")})
 
     @action()

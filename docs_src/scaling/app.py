@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 from fastapi import FastAPI, WebSocket
 
@@ -19,7 +20,7 @@ class Lobby(Channel):
 
     @limiter(times=5, seconds=10)  # per client, across every process
     @action("say")
-    async def say(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def say(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "said", "text": data.get("text")})
 
     @action("online")

@@ -31,19 +31,19 @@ async def notifications_endpoint(websocket: WebSocket) -> None:
 
 
 @app.get("/online")
-async def online() -> list[dict]:
+async def online() -> list[dict[str, str | None]]:
     members = await notifications.get_members()  # on every process, oldest first
     return [{"user": member.user, "connection": member.connection_id} for member in members]
 
 
 @app.post("/notify/{user}")
-async def notify(user: str, text: str) -> dict:
+async def notify(user: str, text: str) -> dict[str, bool]:
     # Reaches each of the user's tabs and devices, on whichever process holds them, and nobody else.
     await notifications.send_to_user(user, {"action": "notice", "text": text})
     return {"sent": True}
 
 
 @app.post("/connections/{connection_id}/notify")
-async def notify_one(connection_id: str, text: str) -> dict:
+async def notify_one(connection_id: str, text: str) -> dict[str, bool]:
     await notifications.send_to_connection(connection_id, {"action": "notice", "text": text})
     return {"sent": True}

@@ -21,13 +21,13 @@ async def news_endpoint(websocket: WebSocket) -> None:
 
 
 @app.post("/news")
-async def publish(headline: Headline) -> dict:
+async def publish(headline: Headline) -> dict[str, bool]:
     await notifier.broadcast_to_channel("news", {"action": "headline", "title": headline.title})
     return {"published": True}
 
 
 @app.post("/news/later")
-async def publish_later(headline: Headline, background_tasks: BackgroundTasks) -> dict:
+async def publish_later(headline: Headline, background_tasks: BackgroundTasks) -> dict[str, bool]:
     message = {"action": "headline", "title": headline.title}
     background_tasks.add_task(notifier.broadcast_to_channel, "news", message)  # runs after the response
     return {"queued": True}

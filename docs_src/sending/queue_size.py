@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -10,7 +12,7 @@ add_channel(app, send_queue_size=16)  # frames waiting per connection before a n
 
 class Ticker(Channel):
     @action()
-    async def burst(self, channel: str, data: dict) -> None:
+    async def burst(self, channel: str, data: dict[str, Any]) -> None:
         for tick in range(int(data.get("count", 10))):
             await self.broadcast_to_channel(channel, {"action": "tick", "n": tick})
 

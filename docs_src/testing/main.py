@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi import FastAPI, WebSocket
 
 from fastapi_channels import add_channel
@@ -12,7 +14,7 @@ add_channel(app)
 class Room(Channel):
     @limiter(times=1, minutes=1)
     @action()
-    async def say(self, websocket: WebSocket, channel: str, data: dict) -> None:
+    async def say(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
         await self.broadcast_to_channel(channel, {"action": "say", "text": data.get("text")})
 
     @action()
