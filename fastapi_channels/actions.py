@@ -30,7 +30,7 @@ class PreparedAction:
 
     name: str
     handler: Callable[..., Any]
-    keywords: tuple[str, ...]
+    keywords: tuple[tuple[str, int], ...]
     is_async: bool
     deprecated: bool
     permission: PermissionLike
@@ -38,21 +38,15 @@ class PreparedAction:
     limits: tuple[RateSpec, ...]
     throttles: tuple[Throttle, ...]
 
+    def call(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> Any:
+        """Call the handler with the keywords it names; return what it returns (a coroutine if it is async)."""
+        available = (websocket, channel, data, self.name, request_id)
+        return self.handler(**{key: available[index] for key, index in self.keywords})
+
     async def run(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> None:
-        """Call the handler with the keywords it names."""
-        available = {
-            "websocket": websocket,
-            "channel": channel,
-            "data": data,
-            "action": self.name,
-            "request_id": request_id,
-        }
-        keywords = {key: available[key] for key in self.keywords}
-        if self.is_async:
-            await self.handler(**keywords)
-            return
-        result = self.handler(**keywords)
-        if inspect.isawaitable(result):
+        """Call the handler and await it when it is async."""
+        result = self.call(websocket, channel, data, request_id)
+        if self.is_async or inspect.isawaitable(result):
             await result
 
 
@@ -71,7 +65,8 @@ def prepare_action(
     return PreparedAction(
         name=entry.spec.name,
         handler=handler,
-        keywords=tuple(key for key in HANDLER_KEYWORDS if key in entry.accepted),
+        # Each keyword the handler names, with its place in the values ``call`` has at hand.
+        keywords=tuple((key, index) for index, key in enumerate(HANDLER_KEYWORDS) if key in entry.accepted),
         is_async=inspect.iscoroutinefunction(handler),
         deprecated=entry.spec.deprecated,
         permission=entry.spec.permission,

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.exceptions import WebSocketException
 from fastapi_channels.handlers import websocket_exception_handler
-from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_SIZE
+from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_SIZE, SendCapture
 from fastapi_channels.permission import PermissionLike
 from fastapi_channels.presence import DEFAULT_PRESENCE_TTL
 from fastapi_channels.protocol import encode
@@ -81,6 +82,8 @@ def add_channel(
         namespace=namespace,
     )
     setattr(app.state, STATE_KEY, config)
+    # Innermost of the app's middleware: every frame still passes through the user's own middleware.
+    app.user_middleware.append(Middleware(SendCapture))
     original_lifespan = app.router.lifespan_context
 
     @contextlib.asynccontextmanager

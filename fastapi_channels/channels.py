@@ -235,11 +235,18 @@ class BaseChannel:
 
     async def broadcast_to_personal(self, websocket: WebSocket, message: Any) -> None:
         """Send ``message`` to one socket; a no-op when it has already closed."""
-        text = message if isinstance(message, str) else await self.to_text(message)
+        if type(message) is str:
+            text = message
+        elif self._plain_encode and type(message) is dict:  # the common case, without a coroutine
+            text = encode(message)
+        else:
+            text = await self.to_text(message)
         connection = websocket.scope.get(CONNECTION_KEY)
-        if isinstance(connection, Connection):
+        if type(connection) is Connection:
             # Waits until written, so a reply sent just before the handler closes the socket is not lost.
-            await connection.deliver(text)
+            written = connection.write(text)
+            if written is not None:
+                await written
         elif websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.send_text(text)
@@ -460,7 +467,9 @@ class Channel(BaseChannel):
                     await throttle(websocket, everything)
                 for throttle in action.throttles:
                     await throttle(websocket, f"{channel}:{name}")
-            await action.run(websocket, channel, data, request_id)
+            result = action.call(websocket, channel, data, request_id)
+            if action.is_async or inspect.isawaitable(result):
+                await result
 
         return dispatch
 

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import types
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 
 from starlette import status
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fastapi_channels.identity import user_of
 
-__all__ = ["Connection", "CONNECTION_KEY", "DEFAULT_SEND_QUEUE_SIZE", "FLUSH_TIMEOUT"]
+__all__ = ["Connection", "SendCapture", "CONNECTION_KEY", "SEND_KEY", "DEFAULT_SEND_QUEUE_SIZE", "FLUSH_TIMEOUT"]
 
 logger = logging.getLogger("fastapi_channels.outbox")
 
@@ -34,11 +36,32 @@ FLUSH_TIMEOUT = 5.0
 """Seconds a closing connection may take to write its queued frames to a slow client."""
 CONNECTION_KEY = "fastapi_channels.connection"
 """The websocket scope key under which a connection's outbox is found while it is in its channel."""
+SEND_KEY = "fastapi_channels.send"
+"""The websocket scope key under which ``SendCapture`` keeps the ASGI ``send`` it was called with."""
 
 # Seconds the forced close of a client that stopped reading may take.
 _FORCED_CLOSE_TIMEOUT = 10.0
 # A write that fails with one of these means the client has gone; anything else is a bug worth logging.
 _GONE = (WebSocketDisconnect, OSError, RuntimeError)
+
+
+class SendCapture:
+    """ASGI middleware that keeps each websocket's ``send`` in its scope, for the outbox to write frames with.
+
+    ``add_channel`` puts it inside every middleware of the app, so frames still pass through all of them.
+    Writing through it skips, once per frame and recipient, Starlette's checks of the handshake state and
+    two wrappers that only track HTTP responses: the outbox knows its state itself, and a broadcast to many
+    clients is mostly this per-frame work. Opening and closing still go through Starlette's ``WebSocket``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Note ``send`` in a websocket's scope, then call the app."""
+        if scope["type"] == "websocket":
+            scope[SEND_KEY] = send
+        await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -65,7 +88,19 @@ _Item = str | _Tracked | _Close
 class Connection:
     """One websocket's outbox, with what the channel layer addresses it by: id, channel, user and endpoint."""
 
-    __slots__ = ("id", "websocket", "channel", "user", "endpoint", "closed", "closing", "_limit", "_queue", "_writer")
+    __slots__ = (
+        "id",
+        "websocket",
+        "channel",
+        "user",
+        "endpoint",
+        "closed",
+        "closing",
+        "_limit",
+        "_queue",
+        "_writer",
+        "_send_message",
+    )
 
     def __init__(
         self,
@@ -85,13 +120,23 @@ class Connection:
         self._limit = send_queue_size
         self._queue: deque[_Item] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._send_message: Callable[[Message], Coroutine[Any, Any, None]] = websocket.send
 
     def send(self, text: str) -> None:
         """Write ``text`` now or queue it behind earlier frames; a no-op once the connection is closing or closed."""
         if self.closed or self.closing:
             return
         if self._writer is None:
-            self._write_now(text)
+            # _write_now, inlined: this runs once per recipient of every broadcast.
+            sending = self._send_message({"type": "websocket.send", "text": text})
+            try:
+                waiting_on = sending.send(None)
+            except StopIteration:
+                return
+            except Exception as exc:
+                self._failed(text, exc)
+                return
+            self._finish_later(text, sending, waiting_on)
         elif len(self._queue) < self._limit:
             self._queue.append(text)
         else:
@@ -99,19 +144,31 @@ class Connection:
 
     async def deliver(self, text: str) -> None:
         """Send ``text`` and wait until it has been written, or the connection has ended."""
+        written = self.write(text)
+        if written is not None:
+            await written
+
+    def write(self, text: str) -> asyncio.Future[None] | None:
+        """Send ``text``; return None once written (or dropped), else a future settled when it is."""
         if self.closed or self.closing:
-            return
+            return None
         if self._writer is None:
-            written = self._write_now(text)
-            if written is not None:
-                await written
-            return
+            # _write_now, inlined as in send: every reply to an action comes through here.
+            sending = self._send_message({"type": "websocket.send", "text": text})
+            try:
+                waiting_on = sending.send(None)
+            except StopIteration:
+                return None
+            except Exception as exc:
+                self._failed(text, exc)
+                return None
+            return self._finish_later(text, sending, waiting_on)
         if len(self._queue) >= self._limit:
             self._overflow()
-            return
+            return None
         tracked = _Tracked(text, asyncio.get_running_loop().create_future())
         self._queue.append(tracked)
-        await tracked.written
+        return tracked.written
 
     def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the socket once the frames already queued have been written."""
@@ -148,7 +205,10 @@ class Connection:
         except Exception as exc:
             self._failed(item, exc)
             return None
-        # The client's buffer is full: a writer task finishes this write, then the frames queued meanwhile.
+        return self._finish_later(item, sending, waiting_on)
+
+    def _finish_later(self, item: _Item, sending: Coroutine[Any, Any, None], waiting_on: Any) -> asyncio.Future[None]:
+        """Start the writer task: it finishes this write, then writes the frames queued meanwhile."""
         written = asyncio.get_running_loop().create_future()
         self._writer = asyncio.ensure_future(self._write_queued(item, _resume(sending, waiting_on), written))
         return written
@@ -177,13 +237,22 @@ class Connection:
             if self.closed:
                 self._drop_queue()
 
+    def write_through(self, send: Send) -> None:
+        """Write frames with the ASGI ``send`` itself from now on (the socket has been accepted)."""
+        # Frames are written by stepping the coroutine ``send`` returns: anything else keeps Starlette's send.
+        if inspect.iscoroutinefunction(send):
+            self._send_message = send
+
     def _send(self, item: _Item) -> Coroutine[Any, Any, None]:
         if isinstance(item, _Close):
+            # Through Starlette's WebSocket, which must know that the socket is closed.
             return self.websocket.send({"type": "websocket.close", "code": item.code, "reason": item.reason})
         text = item.text if isinstance(item, _Tracked) else item
-        return self.websocket.send({"type": "websocket.send", "text": text})
+        return self._send_message({"type": "websocket.send", "text": text})
 
     def _written(self, item: _Item) -> None:
+        if type(item) is str:
+            return
         if isinstance(item, _Tracked):
             item.settle()
         elif isinstance(item, _Close):

@@ -30,6 +30,8 @@ __all__ = [
 Frame = dict[str, Any]
 """A decoded JSON frame: a JSON object."""
 
+_ID_TYPES = (int, float, str)
+
 INTERNAL_ERROR_MESSAGE = "Internal server error."
 """What a client reads when an action crashes: the details stay in the server log."""
 
@@ -50,6 +52,8 @@ def parse_frame(text: str) -> Frame:
 def request_id_of(frame: Mapping[str, Any]) -> int | str | None:
     """Return the frame's ``request_id`` if it is a number or a string, else None."""
     value = frame.get("request_id")
+    if value is None or type(value) in _ID_TYPES:  # the common cases, decided without isinstance
+        return value
     if isinstance(value, bool):
         return None
     return value if isinstance(value, int | float | str) else None  # type: ignore[return-value]
@@ -58,6 +62,8 @@ def request_id_of(frame: Mapping[str, Any]) -> int | str | None:
 def action_of(frame: Mapping[str, Any]) -> str:
     """Return the frame's action name, raising ``ParseError`` when it is missing or not a string."""
     action = frame.get("action")
+    if type(action) is str and action:
+        return action
     if action is None:
         raise ParseError(error_msg='The message has no "action" field.')
     if not isinstance(action, str) or not action:

@@ -24,7 +24,7 @@ from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, Web
 from fastapi_channels.handlers import lookup_exception_handler
 from fastapi_channels.identity import user_of
 from fastapi_channels.lifespan import ChannelEvents
-from fastapi_channels.outbox import Connection
+from fastapi_channels.outbox import SEND_KEY, Connection
 from fastapi_channels.permission import PermissionLike
 from fastapi_channels.protocol import internal_error_payload, render
 from fastapi_channels.throttling import LimitHandled
@@ -92,6 +92,9 @@ class Session:
             admitted = await self._admit()
             if websocket.application_state == WebSocketState.CONNECTING:
                 await websocket.accept()
+            send = websocket.scope.get(SEND_KEY)
+            if send is not None and websocket.application_state is WebSocketState.CONNECTED:
+                connection.write_through(send)
             if admitted:
                 served = True
                 await self._serve()
@@ -167,7 +170,7 @@ class Session:
             if scope.get("user") is not self._user:
                 # The action logged the client in or out: address it by its new name from now on.
                 await self._follow_user()
-            if websocket.application_state != WebSocketState.CONNECTED:
+            if websocket.application_state is not WebSocketState.CONNECTED:
                 # The handler closed the socket itself.
                 connection.closed = True
                 return

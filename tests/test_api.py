@@ -269,3 +269,39 @@ def test_channel_bound_to_app_finds_its_app_while_another_app_runs(channel_name:
             assert receive_json(ws) == {"later": "mine"}
         with pytest.raises(RuntimeError, match="pass app="):
             other_client.post("/unbound")
+
+
+def test_frames_pass_through_user_middleware_added_before_and_after_add_channel() -> None:
+    seen: dict[str, list[str]] = {"before": [], "after": []}
+
+    def tap(name: str) -> type:
+        class Tap:
+            """Record the text of every frame the app sends, as a logging middleware would."""
+
+            def __init__(self, app: Any) -> None:
+                self.app = app
+
+            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+                async def recording_send(message: dict[str, Any]) -> None:
+                    if message["type"] == "websocket.send":
+                        seen[name].append(message["text"])
+                    await send(message)
+
+                await self.app(scope, receive, recording_send)
+
+        return Tap
+
+    app = FastAPI()
+    app.add_middleware(tap("before"))
+    add_channel(app)
+    app.add_middleware(tap("after"))
+    room = BaseChannel(channel="tapped")
+    route(app, room)
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/ws/tapped") as first,
+        client.websocket_connect("/ws/tapped") as second,
+    ):
+        first.send_text("hello")
+        assert receive_text(first) == receive_text(second) == "hello"
+    assert seen["before"] == seen["after"] == ["hello", "hello"]

@@ -5,7 +5,7 @@ from starlette.authentication import AuthCredentials, AuthenticationBackend, Sim
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
 
-from fastapi_channels import add_channel
+from fastapi_channels import add_channel, send_to_user
 from fastapi_channels.channels import Channel
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -23,11 +23,17 @@ app.add_middleware(AuthenticationMiddleware, backend=TokenAuthentication())
 add_channel(app, url=REDIS_URL, limiter_url=REDIS_URL)
 
 notifications = Channel(channel="notifications", app=app)
+chat = Channel(channel="chat", app=app)
 
 
 @app.websocket("/notifications")
 async def notifications_endpoint(websocket: WebSocket) -> None:
     await notifications.connect(websocket)
+
+
+@app.websocket("/chat/{room}")
+async def chat_endpoint(websocket: WebSocket, room: str) -> None:
+    await chat.connect(websocket, channel=room)
 
 
 @app.get("/online")
@@ -38,8 +44,16 @@ async def online() -> list[dict[str, str | None]]:
 
 @app.post("/notify/{user}")
 async def notify(user: str, text: str) -> dict[str, bool]:
-    # Reaches each of the user's tabs and devices, on whichever process holds them, and nobody else.
+    # Reaches the user's notification sockets (each tab and device, on whichever process holds it):
+    # not their chat sockets, and nobody else.
     await notifications.send_to_user(user, {"action": "notice", "text": text})
+    return {"sent": True}
+
+
+@app.post("/announce/{user}")
+async def announce(user: str, text: str) -> dict[str, bool]:
+    # App-wide: every socket of the user, chat rooms included.
+    await send_to_user(user, {"action": "announcement", "text": text})
     return {"sent": True}
 
 

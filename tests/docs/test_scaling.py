@@ -46,6 +46,7 @@ def test_scaling_direct_messages_reach_one_user_or_one_connection(
             client.websocket_connect("/notifications", headers=as_user("token-of-ann")) as ann_laptop,
             client.websocket_connect("/notifications", headers=as_user("token-of-bob")) as bob,
             client.websocket_connect("/notifications") as anonymous,
+            client.websocket_connect("/chat/lobby", headers=as_user("token-of-ann")) as ann_chat,
         ):
             online = client.get("/online").json()
             assert [member["user"] for member in online] == ["ann", "ann", "bob", None]
@@ -53,6 +54,11 @@ def test_scaling_direct_messages_reach_one_user_or_one_connection(
             assert client.post("/notify/ann", params={"text": "your order shipped"}).json() == {"sent": True}
             for websocket in (ann_phone, ann_laptop):
                 assert websocket.receive_json() == {"action": "notice", "text": "your order shipped"}
+            # An announcement reaches all of ann's sockets: the chat socket's first frame is the announcement,
+            # so the notice before it never reached the chat.
+            assert client.post("/announce/ann", params={"text": "maintenance at 6"}).json() == {"sent": True}
+            for websocket in (ann_chat, ann_phone, ann_laptop):
+                assert websocket.receive_json() == {"action": "announcement", "text": "maintenance at 6"}
 
             for member, websocket in zip(online, (ann_phone, ann_laptop, bob, anonymous), strict=True):
                 client.post(f"/connections/{member['connection']}/notify", params={"text": f"just {member['user']}"})
