@@ -15,7 +15,12 @@ from starlette.middleware import Middleware
 from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.exceptions import WebSocketException
 from fastapi_channels.handlers import websocket_exception_handler
-from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_SIZE, SendCapture
+from fastapi_channels.outbox import (
+    DEFAULT_SEND_QUEUE_BYTES,
+    DEFAULT_SEND_QUEUE_SIZE,
+    DEFAULT_WRITE_TIMEOUT,
+    SendCapture,
+)
 from fastapi_channels.permission import PermissionLike
 from fastapi_channels.presence import DEFAULT_PRESENCE_TTL
 from fastapi_channels.protocol import encode
@@ -38,7 +43,9 @@ def add_channel(
     add_exception_handlers: bool = True,
     permission_classes: PermissionLike = None,
     throttle_classes: Sequence[Any] | None = None,
-    send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+    send_queue_size: int | None = DEFAULT_SEND_QUEUE_SIZE,
+    send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES,
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
     presence_url: str | None = None,
     presence_ttl: float = DEFAULT_PRESENCE_TTL,
     namespace: str = "fastapi-channels",
@@ -58,7 +65,11 @@ def add_channel(
         add_exception_handlers: Register the ``WebSocketException`` handler in the app's handler registry.
         permission_classes: Default channel permission (``AllowAny`` when left out).
         throttle_classes: Default channel-wide limits (``limiter(...)`` or fastapi-limiter ``WebSocketRateLimiter``).
-        send_queue_size: Frames buffered per connection before a client that stops reading is closed.
+        send_queue_size: Frames that may wait for one connection (None: no count, only ``send_queue_bytes``).
+        send_queue_bytes: Characters of text (bytes, for ASCII) that may wait for one connection. A broadcast
+            past it cuts the client as too slow (close 1013); the connection's own replies make its session
+            stop reading the client's frames until the backlog has drained.
+        write_timeout: Seconds one write may wait for a client that does not read before the client is cut.
         presence_url: Where connection counts, ``max_connection`` and member lists are shared: a redis:// URL,
             or memory:// for this process only. Defaults to ``url`` when that is a Redis URL, else memory://.
         presence_ttl: Seconds after which the connections of a process that died without cleaning up no
@@ -77,6 +88,8 @@ def add_channel(
         permission_classes=permission_classes,
         throttle_classes=throttle_classes,
         send_queue_size=send_queue_size,
+        send_queue_bytes=send_queue_bytes,
+        write_timeout=write_timeout,
         presence_url=presence_url,
         presence_ttl=presence_ttl,
         namespace=namespace,

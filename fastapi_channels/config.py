@@ -12,7 +12,7 @@ from starlette.websockets import WebSocket
 
 from fastapi_channels.backends import create_broadcast, redis_client
 from fastapi_channels.layers import ChannelLayer
-from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_SIZE
+from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_QUEUE_SIZE, DEFAULT_WRITE_TIMEOUT
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
 from fastapi_channels.presence import DEFAULT_PRESENCE_TTL, LocalPresence, Presence, RedisPresence
 from fastapi_channels.throttling import LimiterBackend, check_throttle_like
@@ -44,7 +44,9 @@ class FastAPIChannel:
         limiter_prefix: str = "fastapi-channels",
         permission_classes: PermissionLike = None,
         throttle_classes: Sequence[Any] | None = None,
-        send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+        send_queue_size: int | None = DEFAULT_SEND_QUEUE_SIZE,
+        send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         presence_url: str | None = None,
         presence_ttl: float = DEFAULT_PRESENCE_TTL,
         namespace: str = "fastapi-channels",
@@ -55,8 +57,15 @@ class FastAPIChannel:
         check_throttle_like(throttle_classes)
         if limiter_url is not None and urlparse(limiter_url).scheme not in ("redis", "rediss", "memory"):
             raise ValueError(f"limiter_url must be a redis://, rediss:// or memory:// URL, not {limiter_url!r}.")
-        if send_queue_size < 1:
-            raise ValueError("send_queue_size must be at least 1.")
+        if send_queue_size is not None and (not isinstance(send_queue_size, int) or send_queue_size < 1):
+            raise ValueError(f"send_queue_size must be a positive number of frames or None, not {send_queue_size!r}.")
+        if not isinstance(send_queue_bytes, int) or send_queue_bytes < 1:
+            raise ValueError(f"send_queue_bytes must be a positive integer, not {send_queue_bytes!r}.")
+        if not isinstance(write_timeout, int | float) or isinstance(write_timeout, bool) or write_timeout <= 0:
+            raise ValueError(f"write_timeout must be a positive number of seconds, not {write_timeout!r}.")
+        self.send_queue_size = send_queue_size
+        self.send_queue_bytes = send_queue_bytes
+        self.write_timeout = float(write_timeout)
         self.url = url or "memory://"
         self._own_broadcast = broadcast is None
         self.broadcast = broadcast or create_broadcast(self.url, backend=backend)
@@ -64,9 +73,7 @@ class FastAPIChannel:
         self.permission_classes: PermissionLike = (AllowAny,) if permission_classes is None else permission_classes
         self.throttle_classes: tuple[Any, ...] = tuple(throttle_classes or ())
         self.presence = _build_presence(presence_url, self.url, namespace=namespace, ttl=presence_ttl)
-        self.layer = ChannelLayer(
-            self.broadcast, presence=self.presence, namespace=namespace, send_queue_size=send_queue_size
-        )
+        self.layer = ChannelLayer(self.broadcast, presence=self.presence, namespace=namespace)
         self.limiters = LimiterBackend(prefix=limiter_prefix)
         self.started = False
         # Counts startups: what a channel prepares for this app (its rate limiters) is valid for one run only.

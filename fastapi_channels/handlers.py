@@ -32,7 +32,7 @@ async def websocket_exception_handler(websocket: WebSocket, exc: WebSocketExcept
     connection = websocket.scope.get(CONNECTION_KEY)
     if isinstance(connection, Connection):
         # Through the outbox, so that the error frame keeps its place among the frames already queued.
-        connection.send(text)
+        connection.reply(text)
         if exc.close:
             connection.close(exc.code, exc.reason or "")
         return

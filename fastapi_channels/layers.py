@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 # create_broadcast and DEFAULT_SEND_QUEUE_SIZE lived here before (as did Connection): the old paths still work.
 from fastapi_channels.backends import create_broadcast  # noqa: F401
 from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied
-from fastapi_channels.outbox import CONNECTION_KEY, DEFAULT_SEND_QUEUE_SIZE, Connection
+from fastapi_channels.outbox import CONNECTION_KEY, DEFAULT_SEND_QUEUE_SIZE, Connection  # noqa: F401
 from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
 
 __all__ = ["ChannelLayer", "PUBLISH_TIMEOUT"]
@@ -47,7 +47,6 @@ class ChannelLayer:
         broadcast: The connected ``Broadcast`` every process shares.
         presence: Who is connected (``LocalPresence`` by default: this process only).
         namespace: Names the channel that carries messages for one connection or one user.
-        send_queue_size: Frames buffered per connection before a client that stops reading is closed.
     """
 
     def __init__(
@@ -56,12 +55,10 @@ class ChannelLayer:
         *,
         presence: Presence | None = None,
         namespace: str = "fastapi-channels",
-        send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
     ) -> None:
         self.broadcast = broadcast
         self.presence = presence or LocalPresence()
         self.direct_channel = f"{namespace}.direct"
-        self.send_queue_size = send_queue_size
         self._groups: dict[str, _Group] = {}
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}

@@ -3,8 +3,13 @@
 A frame is written at once, in the caller's task, when nothing is waiting before it and the server can take
 it without waiting (the usual case: uvicorn only waits while a client's socket buffer is full). Only when a
 write has to wait does the connection get a writer task, which finishes that write and then the frames queued
-behind it. A fan-out therefore costs one write per recipient and no task switch, while a client that stops
-reading fills its own queue; when that holds ``send_queue_size`` frames it is closed with 1013 (try again later).
+behind it. A fan-out therefore costs one write per recipient and no task switch.
+
+What waits is bounded in size (``send_queue_bytes``, 1 MiB of text by default, and optionally a number of
+frames). Broadcasts that would go past the bound mark the client as too slow: it is cut. The connection's own
+replies never cut it: its session stops reading the client's frames until the backlog has drained. A write
+that cannot finish within ``write_timeout`` (a client that stopped reading) cuts the client too. Cutting tries
+to send close 1013 for a second, then aborts the TCP connection, so a stuck client holds nothing for long.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import types
+import sys
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,22 +30,40 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fastapi_channels.identity import user_of
+from fastapi_channels.stepping import resume
 
-__all__ = ["Connection", "SendCapture", "CONNECTION_KEY", "SEND_KEY", "DEFAULT_SEND_QUEUE_SIZE", "FLUSH_TIMEOUT"]
+__all__ = [
+    "Connection",
+    "SendCapture",
+    "CONNECTION_KEY",
+    "SEND_KEY",
+    "DEFAULT_SEND_QUEUE_SIZE",
+    "DEFAULT_SEND_QUEUE_BYTES",
+    "DEFAULT_WRITE_TIMEOUT",
+    "CLOSE_TIMEOUT",
+    "FLUSH_TIMEOUT",
+]
 
 logger = logging.getLogger("fastapi_channels.outbox")
 
-DEFAULT_SEND_QUEUE_SIZE = 256
-"""Frames buffered per connection before a client that stops reading is closed with 1013."""
+DEFAULT_SEND_QUEUE_SIZE: int | None = None
+"""Frames that may wait for one connection; None: only ``DEFAULT_SEND_QUEUE_BYTES`` bounds them."""
+DEFAULT_SEND_QUEUE_BYTES = 1024 * 1024
+"""Characters of text (bytes, for ASCII) that may wait for one connection before a broadcast cuts it as too slow."""
+DEFAULT_WRITE_TIMEOUT = 10.0
+"""Seconds one write may wait for a client to read before the client counts as stuck and is cut."""
+CLOSE_TIMEOUT = 1.0
+"""Seconds a cut client gets to take its close frame before its TCP connection is aborted."""
 FLUSH_TIMEOUT = 5.0
-"""Seconds a closing connection may take to write its queued frames to a slow client."""
+"""Seconds a closing connection may take to write its queued frames before it is aborted."""
 CONNECTION_KEY = "fastapi_channels.connection"
 """The websocket scope key under which a connection's outbox is found while it is in its channel."""
 SEND_KEY = "fastapi_channels.send"
 """The websocket scope key under which ``SendCapture`` keeps the ASGI ``send`` it was called with."""
 
-# Seconds the forced close of a client that stopped reading may take.
-_FORCED_CLOSE_TIMEOUT = 10.0
+SLOW_CLIENT_REASON = "Send queue full: the client is not reading."
+STUCK_CLIENT_REASON = "The client stopped reading."
+
 # A write that fails with one of these means the client has gone; anything else is a bug worth logging.
 _GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
@@ -85,6 +108,12 @@ class _Tracked:
 _Item = str | _Tracked | _Close
 
 
+def _size(item: _Item) -> int:
+    if type(item) is str:
+        return len(item)
+    return len(item.text) if isinstance(item, _Tracked) else 0
+
+
 class Connection:
     """One websocket's outbox, with what the channel layer addresses it by: id, channel, user and endpoint."""
 
@@ -96,10 +125,16 @@ class Connection:
         "endpoint",
         "closed",
         "closing",
-        "_limit",
+        "write_timeout",
+        "on_cut",
+        "_max_frames",
+        "_max_bytes",
+        "_queued_bytes",
         "_queue",
         "_writer",
+        "_drained",
         "_send_message",
+        "_server_send",
     )
 
     def __init__(
@@ -107,7 +142,9 @@ class Connection:
         websocket: WebSocket,
         channel: str,
         *,
-        send_queue_size: int = DEFAULT_SEND_QUEUE_SIZE,
+        send_queue_size: int | None = DEFAULT_SEND_QUEUE_SIZE,
+        send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         endpoint: str | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
@@ -117,13 +154,22 @@ class Connection:
         self.endpoint = endpoint
         self.closed = False
         self.closing = False
-        self._limit = send_queue_size
+        self.write_timeout = write_timeout
+        self.on_cut: Callable[[], None] | None = None
+        """Called once when the client is cut (too slow or stuck), so that whoever waits on it stops waiting."""
+        self._max_frames = send_queue_size
+        self._max_bytes = send_queue_bytes
+        self._queued_bytes = 0
         self._queue: deque[_Item] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
         self._send_message: Callable[[Message], Coroutine[Any, Any, None]] = websocket.send
+        self._server_send: Any = None
+
+    # -- sending ---------------------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
-        """Write ``text`` now or queue it behind earlier frames; a no-op once the connection is closing or closed."""
+        """Send a broadcast: now, or behind earlier frames; a client that lets too much wait is cut."""
         if self.closed or self.closing:
             return
         if self._writer is None:
@@ -137,10 +183,19 @@ class Connection:
                 self._failed(text, exc)
                 return
             self._finish_later(text, sending, waiting_on)
-        elif len(self._queue) < self._limit:
-            self._queue.append(text)
+        elif self._fits(len(text)):
+            self._enqueue(text)
         else:
-            self._overflow()
+            self.cut(SLOW_CLIENT_REASON)
+
+    def reply(self, text: str) -> None:
+        """Send one of the connection's own answers; it never cuts the client (see ``backlogged``)."""
+        if self.closed or self.closing:
+            return
+        if self._writer is None:
+            self._write_now(text)
+        else:
+            self._enqueue(text)
 
     async def deliver(self, text: str) -> None:
         """Send ``text`` and wait until it has been written, or the connection has ended."""
@@ -163,11 +218,8 @@ class Connection:
                 self._failed(text, exc)
                 return None
             return self._finish_later(text, sending, waiting_on)
-        if len(self._queue) >= self._limit:
-            self._overflow()
-            return None
         tracked = _Tracked(text, asyncio.get_running_loop().create_future())
-        self._queue.append(tracked)
+        self._enqueue(tracked)
         return tracked.written
 
     def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
@@ -180,8 +232,44 @@ class Connection:
         else:
             self._queue.append(_Close(code, reason))
 
+    # -- backpressure and slow clients -----------------------------------------------------------------
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether more is waiting for the client than the bounds allow (its frames should wait for it)."""
+        return not self._fits(0)
+
+    async def drained(self) -> None:
+        """Wait until at most half the bound is waiting for the client, or the connection has ended."""
+        while self.backlogged and not self.closed:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    def cut(self, reason: str) -> None:
+        """Give up on a client that is too slow or stuck: drop what waits, close with 1013, else abort."""
+        if self.closed:
+            return
+        logger.warning("Cutting connection %s on %r: %s", self.id, self.channel, reason)
+        self.closing = True
+        self._drop_queue()
+        self._wake_drained()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+        self._writer = asyncio.ensure_future(self._close_or_abort(writer, reason))
+        if self.on_cut is not None:
+            self.on_cut()
+
+    def write_through(self, send: Send) -> None:
+        """Write frames with the ASGI ``send`` itself from now on (the socket has been accepted)."""
+        self._server_send = send
+        # Frames are written by stepping the coroutine ``send`` returns: anything else keeps Starlette's send.
+        if inspect.iscoroutinefunction(send):
+            self._send_message = send
+
     async def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
-        """Wait (at most ``timeout`` seconds) for queued frames to be written; then stop writing for good."""
+        """Wait (at most ``timeout`` seconds) for queued frames to be written; abort a client that takes longer."""
         writer = self._writer
         if writer is not None:
             if not self.closed:
@@ -190,8 +278,20 @@ class Connection:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
+                self._abort()
         self.closed = True
         self._drop_queue()
+
+    # -- the writer ------------------------------------------------------------------------------------
+
+    def _fits(self, size: int) -> bool:
+        if self._queued_bytes + size > self._max_bytes:
+            return False
+        return self._max_frames is None or len(self._queue) < self._max_frames
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._queued_bytes += _size(item)
 
     def _write_now(self, item: _Item) -> asyncio.Future[None] | None:
         """Write ``item``; return None when done, else a future that a new writer task settles when it is."""
@@ -210,21 +310,27 @@ class Connection:
     def _finish_later(self, item: _Item, sending: Coroutine[Any, Any, None], waiting_on: Any) -> asyncio.Future[None]:
         """Start the writer task: it finishes this write, then writes the frames queued meanwhile."""
         written = asyncio.get_running_loop().create_future()
-        self._writer = asyncio.ensure_future(self._write_queued(item, _resume(sending, waiting_on), written))
+        self._writer = asyncio.ensure_future(self._write_queued(item, resume(sending, waiting_on), written))
         return written
 
-    async def _write_queued(self, first: _Item, pending: Any, first_written: asyncio.Future[None]) -> None:
+    async def _write_queued(self, first: _Item, pending: Awaitable[None], first_written: asyncio.Future[None]) -> None:
         item = first
         try:
-            await pending
+            await _within(self.write_timeout, pending)
             self._written(item)
             first_written.set_result(None)
             while self._queue and not self.closed:
                 item = self._queue.popleft()
-                await self._send(item)
+                self._queued_bytes -= _size(item)
+                self._wake_drained()
+                await _within(self.write_timeout, self._send(item))
                 self._written(item)
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            if self._writer is asyncio.current_task():
+                self._writer = None
+            self.cut(STUCK_CLIENT_REASON)
         except Exception as exc:
             self._failed(item, exc)
         finally:
@@ -236,12 +342,7 @@ class Connection:
                 self._writer = None
             if self.closed:
                 self._drop_queue()
-
-    def write_through(self, send: Send) -> None:
-        """Write frames with the ASGI ``send`` itself from now on (the socket has been accepted)."""
-        # Frames are written by stepping the coroutine ``send`` returns: anything else keeps Starlette's send.
-        if inspect.iscoroutinefunction(send):
-            self._send_message = send
+            self._wake_drained()
 
     def _send(self, item: _Item) -> Coroutine[Any, Any, None]:
         if isinstance(item, _Close):
@@ -265,54 +366,54 @@ class Connection:
             # The client went away mid-send; the receive loop sees the disconnect.
             self.closed = True
             self._drop_queue()
+            self._wake_drained()
             return
         # One frame the server cannot write (a bug in what was sent) must not end the connection.
         logger.error("A frame for connection %s on %r could not be sent", self.id, self.channel, exc_info=exc)
 
-    def _overflow(self) -> None:
-        logger.warning("Closing connection %s on %r: the client is not reading fast enough", self.id, self.channel)
-        self.closing = True
-        self._drop_queue()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            # The writer is stuck on a client that does not read: stop it and close from a task of its own.
-            writer.cancel()
-        self._writer = asyncio.ensure_future(self._close_stuck(writer))
-
-    async def _close_stuck(self, writer: asyncio.Task[None] | None) -> None:
+    async def _close_or_abort(self, writer: asyncio.Task[None] | None, reason: str) -> None:
         try:
             if writer is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
             if self.websocket.application_state == WebSocketState.CONNECTED:
-                reason = "Send queue full: the client is not reading."
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        self.websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason), _FORCED_CLOSE_TIMEOUT
-                    )
+                try:
+                    await _within(CLOSE_TIMEOUT, self.websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason))
+                except Exception:
+                    self._abort()  # the client does not even take its close frame
         finally:
             self.closed = True
+            self._wake_drained()
+
+    def _abort(self) -> None:
+        """Abort the TCP connection, when the server lets us reach it (uvicorn does, through its ``send``)."""
+        transport = getattr(getattr(self._server_send, "__self__", None), "transport", None)
+        abort = getattr(transport, "abort", None)
+        if callable(abort):
+            abort()
 
     def _drop_queue(self) -> None:
         while self._queue:
             item = self._queue.popleft()
             if isinstance(item, _Tracked):
                 item.settle()
+        self._queued_bytes = 0
+
+    def _wake_drained(self) -> None:
+        drained = self._drained
+        if drained is None or drained.done():
+            return
+        if self.closed or (self._queued_bytes <= self._max_bytes // 2 and self._fits(0)):
+            drained.set_result(None)
 
 
-@types.coroutine
-def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
-    """Finish, inside a task, a coroutine that was run by hand until it had to wait on ``waiting_on``."""
-    while True:
+async def _within(seconds: float, awaitable: Awaitable[None]) -> None:
+    """Await ``awaitable``, raising ``TimeoutError`` after ``seconds``."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            await awaitable
+    else:  # pragma: no cover - Python 3.10
         try:
-            value = yield waiting_on
-        except BaseException as exc:  # the task was cancelled: pass it on to the write
-            try:
-                waiting_on = coroutine.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting_on = coroutine.send(value)
-            except StopIteration:
-                return
+            await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:
+            raise TimeoutError from None

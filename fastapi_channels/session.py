@@ -13,10 +13,12 @@ import contextlib
 import contextvars
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+import sys
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from starlette import status
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from fastapi_channels.config import FastAPIChannel
@@ -27,13 +29,14 @@ from fastapi_channels.lifespan import ChannelEvents
 from fastapi_channels.outbox import SEND_KEY, Connection
 from fastapi_channels.permission import PermissionLike
 from fastapi_channels.protocol import internal_error_payload, render
+from fastapi_channels.stepping import resume
 from fastapi_channels.throttling import LimitHandled
 
 __all__ = ["Session", "ChannelHooks", "FrameHandler", "SESSION_KEY", "current_config", "session_of"]
 
 logger = logging.getLogger("fastapi_channels.session")
 
-FrameHandler = Callable[[str], Awaitable[None]]
+FrameHandler = Callable[[str], Coroutine[Any, Any, None]]
 """Handles one text frame of a connection; a channel object builds one per connection."""
 
 SESSION_KEY = "fastapi_channels.session"
@@ -65,7 +68,20 @@ class ChannelHooks(Protocol):
 class Session:
     """Serve one websocket in one channel for a channel object, from the handshake to the last leave handler."""
 
-    __slots__ = ("owner", "websocket", "channel", "config", "connection", "action", "request_id", "_user")
+    __slots__ = (
+        "owner",
+        "websocket",
+        "channel",
+        "config",
+        "connection",
+        "action",
+        "request_id",
+        "_user",
+        "_task",
+        "_read_ahead",
+        "_interruptible",
+        "_gone",
+    )
 
     def __init__(self, owner: ChannelHooks, websocket: WebSocket, channel: str, config: FastAPIChannel) -> None:
         self.owner = owner
@@ -73,12 +89,23 @@ class Session:
         self.channel = channel
         self.config = config
         self.connection = Connection(
-            websocket, channel, send_queue_size=config.layer.send_queue_size, endpoint=owner.endpoint
+            websocket,
+            channel,
+            send_queue_size=config.send_queue_size,
+            send_queue_bytes=config.send_queue_bytes,
+            write_timeout=config.write_timeout,
+            endpoint=owner.endpoint,
         )
         # The frame being handled, for the error frame that answers it.
         self.action: str | None = None
         self.request_id: int | str | None = None
         self._user = websocket.scope.get("user")
+        self._task: asyncio.Task[Any] | None = None
+        # A message read while an action waited, so that a disconnect is seen (and the action cancelled) at once.
+        self._read_ahead: asyncio.Future[Message] | None = None
+        # Whether the task waits for the client or for an action now: only then may a disconnect cancel it.
+        self._interruptible = False
+        self._gone = False
 
     async def run(self) -> None:
         """Admit, accept and serve the connection until it ends; always clean up after it."""
@@ -144,14 +171,22 @@ class Session:
             await self._follow_user()
             await self._receive_frames(self.owner.frame_handler(self))
         finally:
+            self.connection.on_cut = None
+            if self._read_ahead is not None:
+                self._read_ahead.cancel()
             # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
             await _run_to_the_end(self._leave(stack, joined=joined))
 
     async def _receive_frames(self, handle: FrameHandler) -> None:
         websocket, connection, scope = self.websocket, self.connection, self.websocket.scope
-        receive = websocket.receive
+        self._task = asyncio.current_task()
+        connection.on_cut = self._interrupt
         while not (connection.closing or connection.closed):
-            message = await receive()
+            if connection.backlogged:
+                # The client's own answers are waiting for it: read nothing more until it has taken them.
+                await connection.drained()
+                continue
+            message = await self._next_message()
             text = message.get("text")
             if text is None and message["type"] == "websocket.disconnect":
                 connection.closed = True
@@ -162,9 +197,22 @@ class Session:
                     raise ParseError(
                         status.WS_1003_UNSUPPORTED_DATA, error_msg="Binary frames are not supported: send JSON text."
                     )
-                await handle(text)
+                running = handle(text)
+                try:
+                    waiting_on = running.send(None)
+                except StopIteration:
+                    pass  # done without waiting: the usual case, with no watcher needed
+                else:
+                    await self._finish_action(running, waiting_on)
             except LimitHandled:
                 pass
+            except asyncio.CancelledError:
+                if not self._gone:
+                    raise
+                # The client went away mid-action, and the action was cancelled: leave at once.
+                _uncancel(self._task)
+                connection.closed = True
+                return
             except Exception as exc:
                 await self.fail(exc)
             if scope.get("user") is not self._user:
@@ -174,6 +222,44 @@ class Session:
                 # The handler closed the socket itself.
                 connection.closed = True
                 return
+
+    async def _next_message(self) -> Message:
+        """Return the client's next message: the one read ahead during an action, else a fresh one."""
+        reading, self._read_ahead = self._read_ahead, None
+        self._interruptible = True
+        try:
+            return await (reading if reading is not None else self.websocket.receive())
+        except asyncio.CancelledError:
+            if not self._gone:
+                raise
+            _uncancel(self._task)
+            return {"type": "websocket.disconnect", "code": status.WS_1006_ABNORMAL_CLOSURE}
+        finally:
+            self._interruptible = False
+
+    async def _finish_action(self, running: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        """Finish an action that has to wait, cancelling it if the client goes away meanwhile."""
+        if self._read_ahead is None:
+            # One message is read ahead while the action waits: a disconnect there means nobody awaits the result.
+            self._read_ahead = asyncio.ensure_future(self.websocket.receive())
+            self._read_ahead.add_done_callback(self._check_read_ahead)
+        self._interruptible = True
+        try:
+            await resume(running, waiting_on)
+        finally:
+            self._interruptible = False
+
+    def _check_read_ahead(self, reading: asyncio.Future[Message]) -> None:
+        if reading.cancelled() or reading.exception() is not None:
+            return
+        if reading.result()["type"] == "websocket.disconnect":
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        """The client is gone (or cut): stop waiting for it, and cancel the action that is waiting, if any."""
+        self._gone = True
+        if self._interruptible and self._task is not None:
+            self._task.cancel()
 
     async def _follow_user(self) -> None:
         self._user = self.websocket.scope.get("user")
@@ -210,8 +296,14 @@ class Session:
             except Exception as handler_exc:
                 exc = handler_exc
         logger.error("Error while handling a message on channel %r", self.channel, exc_info=exc)
-        self.connection.send(render(internal_error_payload(action=self.action, request_id=self.request_id)))
+        self.connection.reply(render(internal_error_payload(action=self.action, request_id=self.request_id)))
         self.connection.close(status.WS_1011_INTERNAL_ERROR, "Internal error")
+
+
+def _uncancel(task: asyncio.Task[Any] | None) -> None:
+    """Forget a cancellation this module asked for, so that the task's later awaits run normally."""
+    if task is not None and sys.version_info >= (3, 11):
+        task.uncancel()
 
 
 async def _run_to_the_end(cleanup: Coroutine[Any, Any, None]) -> None:

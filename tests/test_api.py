@@ -153,8 +153,11 @@ def test_add_channel_with_user_managed_broadcast_leaves_connecting_to_the_user(c
         ({"limiter_url": "http://127.0.0.1:6379"}, "limiter_url must be a redis://"),
         ({"limiter_url": "postgres://127.0.0.1/test"}, "limiter_url must be a redis://"),
         ({"url": "carrier-pigeon://coop"}, "Unsupported broadcast URL 'carrier-pigeon://coop'"),
-        ({"send_queue_size": 0}, "send_queue_size must be at least 1"),
-        ({"send_queue_size": -5}, "send_queue_size must be at least 1"),
+        ({"send_queue_size": 0}, "send_queue_size must be a positive number of frames or None"),
+        ({"send_queue_size": -5}, "send_queue_size must be a positive number of frames or None"),
+        ({"send_queue_bytes": 0}, "send_queue_bytes must be a positive integer"),
+        ({"write_timeout": 0}, "write_timeout must be a positive number of seconds"),
+        ({"write_timeout": True}, "write_timeout must be a positive number of seconds"),
     ],
     ids=[
         "url-and-backend",
@@ -165,6 +168,9 @@ def test_add_channel_with_user_managed_broadcast_leaves_connecting_to_the_user(c
         "unsupported-url",
         "queue-zero",
         "queue-negative",
+        "queue-bytes-zero",
+        "write-timeout-zero",
+        "write-timeout-bool",
     ],
 )
 def test_add_channel_invalid_options_raise_value_error_saying_what_is_wrong(

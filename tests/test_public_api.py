@@ -149,7 +149,7 @@ def test_moved_names_keep_their_old_import_paths() -> None:
     assert STATE_KEY == "fastapi_channels"
     assert Connection.__module__ == "fastapi_channels.outbox"
     assert create_broadcast.__module__ == "fastapi_channels.backends"
-    assert DEFAULT_SEND_QUEUE_SIZE == 256
+    assert DEFAULT_SEND_QUEUE_SIZE is None
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -7,6 +7,8 @@ import json
 import logging
 import socket
 import threading
+import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -253,17 +255,70 @@ async def test_slow_consumer_not_reading_is_closed_with_1013_while_reader_keeps_
                 await reader.send(f"{number:05d}{padding}")
                 relayed = await asyncio.wait_for(reader.recv(), 10)
                 assert relayed[:5] == f"{number:05d}"
-            # The slow client reads again: a prefix of the frames, then the server's close.
+            # The server let go of the slow client while it still was not reading: its seat is free.
+            await wait_for_count(base_url, channel_name, 1)
+            # The slow client reads again: a prefix of the frames, then the end: close 1013, or an abort when it
+            # did not take even the close frame within CLOSE_TIMEOUT.
             numbers: list[int] = []
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 while True:
                     frame = await asyncio.wait_for(slow.recv(), 20)
                     numbers.append(int(frame[:5]))
-            assert closed.value.rcvd is not None, "the server dropped the connection without a close frame"
-            assert closed.value.rcvd.code == 1013
+            assert closed.value.rcvd is None or closed.value.rcvd.code == 1013
             assert numbers == list(range(len(numbers)))
             assert len(numbers) < SLOW_CONSUMER_FRAMES
             # The reader is still connected and served.
+            await reader.send("still served")
+            assert await asyncio.wait_for(reader.recv(), 5) == "still served"
+
+
+async def wait_for_count(base_url: str, channel: str, expected: int, timeout: float = 15.0) -> None:
+    """Poll the server's count of ``channel`` until it is ``expected``, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+
+    def read_count() -> int:
+        with urllib.request.urlopen(f"{base_url}/count/{channel}", timeout=5) as response:
+            return int(json.load(response))
+
+    while (count := await asyncio.to_thread(read_count)) != expected:
+        assert time.monotonic() < deadline, f"{channel} still counts {count}, not {expected}"
+        await asyncio.sleep(0.05)
+
+
+async def test_stuck_client_that_never_reads_is_cut_after_write_timeout_and_its_seat_freed(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    env = {
+        "SLOW_CONSUMER_BROADCAST_URL": backend["url"],
+        "SLOW_CONSUMER_SEND_QUEUE_SIZE": "none",
+        # More than the burst below, so only the write timeout can end the stuck client.
+        "SLOW_CONSUMER_SEND_QUEUE_BYTES": str(64 * 1024 * 1024),
+        "SLOW_CONSUMER_WRITE_TIMEOUT": "1",
+    }
+    with run_uvicorn("tests.apps.slow_consumer_app:app", env=env) as base_url:
+        url = f"{base_url.replace('http://', 'ws://')}/ws/{channel_name}"
+        host, port = base_url.removeprefix("http://").split(":")
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        raw.connect((host, int(port)))
+        async with (
+            websockets.connect(url, sock=raw, max_queue=1, ping_interval=None, compression=None) as stuck,
+            websockets.connect(url, max_size=None, ping_interval=None, compression=None) as reader,
+        ):
+            assert await asyncio.wait_for(stuck.recv(), 5) == "joined"
+            assert await asyncio.wait_for(reader.recv(), 5) == "joined"
+            # More than the socket buffers hold, so the server's writes to the stuck client soon have to wait.
+            padding = "x" * SLOW_CONSUMER_FRAME_SIZE
+            for number in range(SLOW_CONSUMER_FRAMES):
+                await reader.send(f"{number:05d}{padding}")
+                assert (await asyncio.wait_for(reader.recv(), 10))[:5] == f"{number:05d}"
+            # The stuck client never reads and never sends: the server cuts it on its own, leave runs.
+            await wait_for_count(base_url, channel_name, 1)
+            # It never took its close frame either, so its TCP connection was aborted: it ends without one.
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(stuck.recv(), 20)
+            assert closed.value.rcvd is None
             await reader.send("still served")
             assert await asyncio.wait_for(reader.recv(), 5) == "still served"
 

@@ -15,7 +15,9 @@ add_channel(
     add_exception_handlers=True,  # register the WebSocketException handler in app.exception_handlers
     permission_classes=[AllowAny],  # default for channels without permission_classes (AllowAny if omitted)
     throttle_classes=[limiter(times=60, minutes=1)],  # default for channels without throttle_classes
-    send_queue_size=256,  # frames buffered per connection before a client that stops reading is closed
+    send_queue_size=None,  # frames that may wait for one connection; None: only send_queue_bytes bounds them
+    send_queue_bytes=1024 * 1024,  # text waiting for one connection before broadcasts cut it as too slow
+    write_timeout=10.0,  # seconds one write may wait for a client that does not read before it is cut
     presence_url=os.environ.get("PRESENCE_URL"),  # who is connected; None: shared if url is Redis, else per process
     presence_ttl=30.0,  # seconds a process that died without cleaning up still counts its connections
     namespace="myapp",  # prefix of the presence keys and of the direct-message channel, myapp.direct

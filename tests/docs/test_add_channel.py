@@ -24,7 +24,7 @@ def test_add_channel_every_option_configures_the_app(monkeypatch: pytest.MonkeyP
     sample = load("add_channel/all_options.py")
     config = sample.app.state.fastapi_channels
     assert (config.url, config.limiter_url, config.limiters.prefix) == ("memory://", None, "myapp")
-    assert config.layer.send_queue_size == 256
+    assert (config.send_queue_size, config.send_queue_bytes, config.write_timeout) == (None, 1024 * 1024, 10.0)
     assert exceptions.WebSocketException in sample.app.exception_handlers
     room = Channel()
 
