@@ -8,8 +8,9 @@ a request over the limit is refused at once with the time the client should wait
 from __future__ import annotations
 
 import inspect
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -58,7 +59,8 @@ Identifier = Callable[[WebSocket], "str | Awaitable[str]"]
 WsCallback = Callable[[WebSocket, int], Any]
 """Answers a refused request instead of ``RateLimitExceeded``: ``(websocket, retry_after_ms)``."""
 
-# Buckets kept per limit before idle ones are dropped; the state of a dropped Redis bucket lives on in Redis.
+# Buckets kept per limit before the least recently used are forgotten: in memory only once they have fully
+# refilled, so a limit keeps every key active within its longest period; Redis state outlives its handle.
 MAX_CACHED_BUCKETS = 10_000
 
 
@@ -169,7 +171,10 @@ class KeyedBucketFactory(BucketFactory):
         self.prefix = prefix
         # Redis state is compared across hosts, so it needs wall-clock time.
         self.clock = WallClock() if redis is not None else MonotonicClock()
+        # Least recently used first, so eviction looks only at the oldest.
         self.buckets: OrderedDict[str, StateBucket] = OrderedDict()
+        # Keys between their check and its retry-after: their buckets are never evicted.
+        self.in_use: Counter[str] = Counter()
 
     def wrap_item(self, name: str, weight: int = 1) -> RateItem:
         """Stamp the request with the current time."""
@@ -182,29 +187,50 @@ class KeyedBucketFactory(BucketFactory):
     def bucket_for(self, key: str) -> StateBucket:
         """Return (and mark as recently used) the bucket of ``key``."""
         bucket = self.buckets.get(key)
-        if bucket is None:
-            store = (
-                RedisStateStore(self.redis, key=f"{self.prefix}:limit:{key}")
-                if self.redis is not None
-                else InMemoryStateStore()
-            )
-            bucket = StateBucket(self.rates, algorithm=TokenBucket(), store=store, clock=self.clock)
-            self.buckets[key] = bucket
-            if len(self.buckets) > MAX_CACHED_BUCKETS:
-                self._evict()
-        else:
+        if bucket is not None:
             self.buckets.move_to_end(key)
+            return bucket
+        store = (
+            RedisStateStore(self.redis, key=f"{self.prefix}:limit:{key}")
+            if self.redis is not None
+            else InMemoryStateStore()
+        )
+        bucket = StateBucket(self.rates, algorithm=TokenBucket(), store=store, clock=self.clock)
+        self.buckets[key] = bucket
+        self._evict()
         return bucket
 
+    @contextmanager
+    def using(self, key: str) -> Iterator[None]:
+        """Keep the bucket of ``key`` cached while a check of it is under way."""
+        self.in_use[key] += 1
+        try:
+            yield
+        finally:
+            self.in_use[key] -= 1
+            if not self.in_use[key]:
+                del self.in_use[key]
+
     def _evict(self) -> None:
-        if self.redis is not None:
-            # The state lives in Redis; the local object is only a handle.
-            while len(self.buckets) > MAX_CACHED_BUCKETS // 2:
-                self.buckets.popitem(last=False)
-            return
-        # In memory a bucket *is* its state: drop only those that have fully refilled.
-        for key in [key for key, bucket in self.buckets.items() if bucket.count() == 0]:
+        """Forget the least recently used buckets beyond ``MAX_CACHED_BUCKETS`` that nobody would miss."""
+        # At least one stays: the newest, which the caller is about to use.
+        while len(self.buckets) > max(MAX_CACHED_BUCKETS, 1):
+            key, bucket = next(iter(self.buckets.items()))
+            if key in self.in_use or not self._forgettable(bucket):
+                # Stopping at the oldest keeps checks O(1) amortised (each bucket is forgotten once); the next
+                # new key tries again.
+                return
             del self.buckets[key]
+
+    def _forgettable(self, bucket: StateBucket) -> bool:
+        """Return whether a fresh bucket would decide exactly as ``bucket`` does from now on."""
+        if self.redis is not None:
+            # The state lives in Redis under a key that expires by itself; the local object is only a handle.
+            return True
+        # In memory the bucket *is* its state. Owing nothing means every rate has fully refilled, as in a fresh
+        # bucket. A bucket refills at most one longest period (rounded up to the microsecond per request) after
+        # its last use, so when the oldest still owes, it and every newer one were used within that period.
+        return bucket.count() == 0
 
     async def retry_after_ms(self, key: str) -> int:
         """Milliseconds until ``key`` may spend one more request."""
@@ -242,9 +268,11 @@ class ChannelRateLimiter(WebSocketRateLimiter):
             identity = await identity
         key = f"{context_key}:{identity}"
         try:
-            if await self.limiter.try_acquire_async(key, blocking=False):
-                return
-            retry_after_ms = await self.buckets.retry_after_ms(key)
+            # The retry-after comes from the bucket the check just used, so it must still be cached.
+            with self.buckets.using(key):
+                if await self.limiter.try_acquire_async(key, blocking=False):
+                    return
+                retry_after_ms = await self.buckets.retry_after_ms(key)
         except (RedisError, OSError) as exc:
             # Fail closed: a limit that cannot be checked does not let the request through.
             raise BackendUnavailable(error_msg="Rate limits cannot be checked right now. Try again later.") from exc

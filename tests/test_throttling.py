@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -11,17 +12,19 @@ import redis
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from fastapi_limiter.depends import WebSocketRateLimiter
-from pyrate_limiter import Duration, Limiter, Rate
+from pyrate_limiter import Duration, InMemoryStateStore, Limiter, Rate
+from redis.asyncio import Redis
 from starlette.authentication import BaseUser, SimpleUser
 from starlette.testclient import WebSocketTestSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fastapi_channels import throttling
 from fastapi_channels.api import FastAPIChannel
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.exceptions import RateLimitExceeded
 from fastapi_channels.testing import receive, receive_json
-from fastapi_channels.throttling import default_identifier, limiter
+from fastapi_channels.throttling import KeyedBucketFactory, default_identifier, limiter
 from tests.helpers import call, serve
 
 # How long a test waits for a bucket to refill before it fails.
@@ -705,3 +708,117 @@ def test_default_identifier_base_user_with_identity_uses_identity() -> None:
             return "42"
 
     assert default_identifier(websocket_for(user=IdentifiedUser("ada"), client=("10.0.0.1", 1))) == "user:42"
+
+
+# -- which buckets are kept -----------------------------------------------------------------------------
+
+
+def spend(factory: KeyedBucketFactory, key: str) -> bool:
+    """Check one request of ``key`` against an in-memory factory, as ``ChannelRateLimiter`` does."""
+    with factory.using(key):
+        allowed = factory.bucket_for(key).put(factory.wrap_item(key))
+    assert isinstance(allowed, bool)
+    return allowed
+
+
+def test_limiter_more_keys_than_cached_buckets_each_key_allowed_exactly_times(
+    monkeypatch: pytest.MonkeyPatch, backend: dict[str, Any], channel_name: str
+) -> None:
+    # A new key's bucket used to be evicted before its first request was recorded: every request ran.
+    monkeypatch.setattr(throttling, "MAX_CACHED_BUCKETS", 10)
+
+    class Room(Counted):
+        @limiter(times=5, hours=1, identifier=who_from_query)
+        @action
+        async def hit(self, websocket: WebSocket) -> None:
+            self.runs.append("hit")
+            await self.broadcast_to_personal(websocket, {"hit": True})
+
+    room = Room(channel=channel_name)
+    app = serve(room, **backend)
+    clients = [f"client-{n}" for n in range(30)]
+    with TestClient(app) as client:
+        for who in clients:
+            with client.websocket_connect(f"/ws?who={who}") as ws:
+                for _ in range(5):
+                    assert call(ws, "hit") == {"hit": True}
+                assert_rate_limited(call(ws, "hit"), "hit")
+        # 29 other keys came and went since client-0 spent its budget for the hour.
+        with client.websocket_connect("/ws?who=client-0") as ws:
+            assert_rate_limited(call(ws, "hit"), "hit")
+        (built,) = config_of(app).limiters.built.values()
+        cached = len(built.buckets.buckets)
+    assert len(room.runs) == 5 * len(clients)
+    if backend["limiter_url"] is None:
+        # Nothing refills within the hour, so every key keeps its bucket whatever the cache limit.
+        assert cached == len(clients)
+    else:
+        # Redis holds the state: only handles are cached, and the limit holds for them.
+        assert cached == 10
+
+
+def test_bucket_for_new_key_work_does_not_grow_with_cached_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = 0
+
+    class CountingStore(InMemoryStateStore):
+        def read(self, algorithm: Any, rates: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return super().read(algorithm, rates)
+
+    monkeypatch.setattr(throttling, "InMemoryStateStore", CountingStore)
+    reads_for_new_key = {}
+    for cached in (100, 2000):
+        monkeypatch.setattr(throttling, "MAX_CACHED_BUCKETS", cached)
+        factory = KeyedBucketFactory([Rate(5, Duration.HOUR)])
+        for n in range(cached):
+            assert spend(factory, f"busy-{n}")
+        assert len(factory.buckets) == cached
+        reads = 0
+        assert spend(factory, "newcomer")
+        reads_for_new_key[cached] = reads
+    # Only the oldest bucket is looked at (and kept: it has not refilled), never all of them.
+    assert reads_for_new_key == {100: 1, 2000: 1}
+
+
+def test_bucket_for_keys_idle_past_their_period_evicted_down_to_cache_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throttling, "MAX_CACHED_BUCKETS", 10)
+    factory = KeyedBucketFactory([Rate(1, 50)])
+    keys = [f"idle-{n}" for n in range(40)]
+    for key in keys:
+        assert spend(factory, key)
+    # One request per 50 ms: every bucket has refilled 50 ms after the last request, on the limiter's own clock.
+    refilled_at = factory.clock.now() + 50
+    deadline = time.monotonic() + REFILL_DEADLINE
+    while (left_ms := refilled_at - factory.clock.now()) > 0:
+        assert time.monotonic() < deadline, "the limiter's clock did not advance"
+        time.sleep(left_ms / 1000)
+    assert spend(factory, "newcomer")
+    assert list(factory.buckets) == [*keys[-9:], "newcomer"]
+
+
+def test_bucket_for_cache_limit_zero_bucket_in_use_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throttling, "MAX_CACHED_BUCKETS", 0)
+    factory = KeyedBucketFactory([Rate(1, Duration.HOUR)])
+    assert spend(factory, "first")
+    assert not spend(factory, "first")
+    assert spend(factory, "second")
+    assert not spend(factory, "second")
+    assert list(factory.buckets) == ["first", "second"]
+
+
+async def test_bucket_for_redis_handle_in_use_not_evicted(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    monkeypatch.setattr(throttling, "MAX_CACHED_BUCKETS", 2)
+    client = Redis.from_url(redis_url)
+    try:
+        factory = KeyedBucketFactory([Rate(1, Duration.HOUR)], redis=client, prefix=f"test-{uuid.uuid4().hex}")
+        with factory.using("held"):
+            held = factory.bucket_for("held")
+            for n in range(5):
+                factory.bucket_for(f"other-{n}")
+            assert factory.buckets.get("held") is held
+        # Once the check is over, handles are evicted again from the least recently used end.
+        factory.bucket_for("later")
+        assert list(factory.buckets) == ["other-4", "later"]
+    finally:
+        await client.aclose()
