@@ -41,6 +41,8 @@ class WebSocketException(StarletteWebSocketException):
     default_code: int = status.WS_1008_POLICY_VIOLATION
     default_error_msg: str = "The request could not be handled."
     default_close: bool = True
+    http_status: int = status.HTTP_400_BAD_REQUEST
+    """The HTTP status of the answer when the exception is raised in an HTTP route instead of a websocket."""
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ def _fit_close_reason(reason: str) -> str:
 class PermissionDenied(WebSocketException):
     """The client may not connect to this channel or run this action."""
 
+    http_status = status.HTTP_403_FORBIDDEN
     default_code = status.WS_1008_POLICY_VIOLATION
     default_error_msg = "You do not have permission to perform this action."
 
@@ -91,6 +94,7 @@ class RateLimitExceeded(WebSocketException):
     ``retry_after`` (seconds) says when the client may try again; it is sent in the error frame.
     """
 
+    http_status = status.HTTP_429_TOO_MANY_REQUESTS
     default_code = status.WS_1013_TRY_AGAIN_LATER
     default_error_msg = "Too many requests."
     default_close = False
@@ -106,6 +110,7 @@ class RateLimitExceeded(WebSocketException):
 class ActionNotExist(WebSocketException):
     """The frame names an action this channel does not have; the socket stays open."""
 
+    http_status = status.HTTP_404_NOT_FOUND
     default_code = status.WS_1008_POLICY_VIOLATION
     default_error_msg = "This action does not exist."
     default_close = False
@@ -130,6 +135,7 @@ class ParseError(WebSocketException):
 class NotFound(WebSocketException):
     """What the client asked for does not exist."""
 
+    http_status = status.HTTP_404_NOT_FOUND
     default_code = status.WS_1008_POLICY_VIOLATION
     default_error_msg = "Not found."
 
@@ -137,6 +143,7 @@ class NotFound(WebSocketException):
 class MethodNotAllowed(WebSocketException):
     """The client may not use this kind of request here."""
 
+    http_status = status.HTTP_405_METHOD_NOT_ALLOWED
     default_code = status.WS_1008_POLICY_VIOLATION
     default_error_msg = "Method not allowed."
 
@@ -144,6 +151,7 @@ class MethodNotAllowed(WebSocketException):
 class ConnectionLimitExceeded(WebSocketException):
     """The channel already holds ``max_connection`` connections; the new one is closed."""
 
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = status.WS_1013_TRY_AGAIN_LATER
     default_error_msg = "This channel is full. Try again later."
 
@@ -155,6 +163,7 @@ class BackendUnavailable(WebSocketException):
     admitted because of it is closed with 1013 (try again later).
     """
 
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = status.WS_1013_TRY_AGAIN_LATER
     default_error_msg = "The channel backend cannot be reached. Try again later."
     default_close = False

@@ -18,6 +18,8 @@ from fastapi_channels.exceptions import ParseError, WebSocketException
 __all__ = [
     "Frame",
     "INTERNAL_ERROR_MESSAGE",
+    "MAX_NAME_LENGTH",
+    "MAX_REQUEST_ID_LENGTH",
     "action_of",
     "encode",
     "error_payload",
@@ -31,6 +33,11 @@ Frame = dict[str, Any]
 """A decoded JSON frame: a JSON object."""
 
 _ID_TYPES = (int, float, str)
+
+MAX_NAME_LENGTH = 256
+"""The longest action or channel name a client may send: what is echoed and logged stays small."""
+MAX_REQUEST_ID_LENGTH = 128
+"""The longest string ``request_id``: it is echoed in every answer, so a client cannot make answers grow."""
 
 INTERNAL_ERROR_MESSAGE = "Internal server error."
 """What a client reads when an action crashes: the details stay in the server log."""
@@ -50,9 +57,15 @@ def parse_frame(text: str) -> Frame:
 
 
 def request_id_of(frame: Mapping[str, Any]) -> int | str | None:
-    """Return the frame's ``request_id`` if it is a number or a string, else None."""
+    """Return the frame's ``request_id`` if it is a number or a string, else None.
+
+    Raises:
+        ParseError: The ``request_id`` is a string longer than ``MAX_REQUEST_ID_LENGTH``.
+    """
     value = frame.get("request_id")
     if value is None or type(value) in _ID_TYPES:  # the common cases, decided without isinstance
+        if type(value) is str and len(value) > MAX_REQUEST_ID_LENGTH:
+            raise ParseError(error_msg=f'The "request_id" must be at most {MAX_REQUEST_ID_LENGTH} characters.')
         return value
     if isinstance(value, bool):
         return None
@@ -62,12 +75,14 @@ def request_id_of(frame: Mapping[str, Any]) -> int | str | None:
 def action_of(frame: Mapping[str, Any]) -> str:
     """Return the frame's action name, raising ``ParseError`` when it is missing or not a string."""
     action = frame.get("action")
-    if type(action) is str and action:
+    if type(action) is str and action and len(action) <= MAX_NAME_LENGTH:
         return action
     if action is None:
         raise ParseError(error_msg='The message has no "action" field.')
     if not isinstance(action, str) or not action:
         raise ParseError(error_msg='The "action" field must be a non-empty string.')
+    if len(action) > MAX_NAME_LENGTH:
+        raise ParseError(error_msg=f'The "action" field must be at most {MAX_NAME_LENGTH} characters.')
     return action
 
 
@@ -108,10 +123,14 @@ def internal_error_payload(*, action: str | None = None, request_id: int | str |
 
 
 def encode(data: Any) -> str:
-    """Encode a message as compact JSON text, keeping non-ASCII characters readable."""
-    return to_json(data).decode()
+    """Encode a message as compact JSON text, keeping non-ASCII characters readable.
+
+    Infinite and NaN numbers become ``null``, as JavaScript's ``JSON.stringify`` writes them, so that the
+    text is always valid JSON; a string with a lone surrogate (not a character) raises ``ValueError``.
+    """
+    return to_json(data, inf_nan_mode="null").decode()
 
 
 def render(payload: Any) -> str:
     """Encode a frame of our own as compact JSON text; a value JSON cannot hold is sent as its ``str()``."""
-    return to_json(payload, fallback=str).decode()
+    return to_json(payload, fallback=str, inf_nan_mode="null").decode()

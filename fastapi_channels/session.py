@@ -28,7 +28,7 @@ from fastapi_channels.identity import user_of
 from fastapi_channels.lifespan import ChannelEvents
 from fastapi_channels.outbox import SEND_KEY, Connection
 from fastapi_channels.permission import PermissionLike
-from fastapi_channels.protocol import internal_error_payload, render
+from fastapi_channels.protocol import MAX_NAME_LENGTH, internal_error_payload, render
 from fastapi_channels.stepping import resume
 from fastapi_channels.throttling import LimitHandled
 
@@ -140,6 +140,9 @@ class Session:
     async def _admit(self) -> bool:
         websocket = self.websocket
         try:
+            if len(self.channel) > MAX_NAME_LENGTH:
+                # Often taken from the URL: a client must not make every log line and count key huge.
+                raise WebSocketException(error_msg=f"A channel name must be at most {MAX_NAME_LENGTH} characters.")
             await self.owner.check_permissions(websocket, None, self.channel)
             if not await self.config.layer.add(self.connection, max_connections=self.owner.max_connection):
                 raise ConnectionLimitExceeded()

@@ -1,0 +1,78 @@
+"""A channel served by uvicorn for fault tests: a slow action, and a log of joins, leaves and cancellations.
+
+Environment: FAULTS_URL (broadcast URL, default memory://), FAULTS_NAMESPACE, FAULTS_LOG (a file each event is
+appended to, so that a test can read it after the process has exited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from fastapi import FastAPI, WebSocket
+
+from fastapi_channels import Channel, PermissionDenied, RateLimitExceeded, action, add_channel
+
+app = FastAPI()
+add_channel(
+    app,
+    url=os.environ.get("FAULTS_URL", "memory://"),
+    namespace=os.environ.get("FAULTS_NAMESPACE", "fastapi-channels"),
+)
+LOG = os.environ.get("FAULTS_LOG", os.devnull)
+
+
+def record(event: str) -> None:
+    """Append ``event`` to the log file, at once (the process may be about to exit)."""
+    with open(LOG, "a", encoding="utf-8") as log:
+        log.write(event + "\n")
+
+
+class Faults(Channel):
+    @action()
+    async def slow(self, websocket: WebSocket) -> None:
+        await self.broadcast_to_personal(websocket, "started")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            record("cancelled")
+            raise
+        record("finished")
+
+    @action()
+    async def echo(self, websocket: WebSocket, data: dict[str, object]) -> None:
+        await self.broadcast_to_personal(websocket, data)
+
+    @action()
+    async def shout(self, channel: str, data: dict[str, str]) -> None:
+        await self.broadcast_to_channel(channel, data.get("text", ""))
+
+
+room = Faults()
+room.add_event_handler("join", lambda websocket, channel: record(f"join {channel}"))
+room.add_event_handler("leave", lambda websocket, channel: record(f"leave {channel}"))
+
+
+@room.on_event("join")
+async def say_joined(websocket: WebSocket, channel: str) -> None:
+    await room.broadcast_to_personal(websocket, "joined")
+
+
+@app.websocket("/ws/{channel}")
+async def serve(websocket: WebSocket, channel: str) -> None:
+    await room.connect(websocket, channel=channel)
+
+
+@app.get("/deny")
+async def deny() -> None:
+    raise PermissionDenied(error_msg="Members only.")
+
+
+@app.get("/busy")
+async def busy() -> None:
+    raise RateLimitExceeded(retry_after=1.5)
+
+
+@app.get("/count/{channel}")
+async def count(channel: str) -> int:
+    return await room.get_connection_count(channel)
