@@ -10,6 +10,7 @@ resubscribing every channel.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from typing import Any
 from urllib.parse import urlparse
@@ -203,6 +204,8 @@ class PostgresBackend(BroadcastBackend):
         self._url = url
         self._listener: Any = None
         self._notifier: Any = None
+        # PostgreSQL channel names (hashed when too long) back to the names broadcaster subscribed to.
+        self._names: dict[str, str] = {}
 
     async def connect(self) -> None:
         """Open the listening and the notifying connections."""
@@ -228,25 +231,33 @@ class PostgresBackend(BroadcastBackend):
     async def subscribe(self, channel: str) -> None:
         """LISTEN to ``channel``."""
         async with self._listen_lock:
-            await self._listener.add_listener(channel, self._on_notification)
+            self._names[_pg_channel(channel)] = channel
+            await self._listener.add_listener(_pg_channel(channel), self._on_notification)
 
     async def unsubscribe(self, channel: str) -> None:
         """Stop listening to ``channel``; a no-op once disconnected."""
         async with self._listen_lock:
             if self._listener is not None:
-                await self._listener.remove_listener(channel, self._on_notification)
+                await self._listener.remove_listener(_pg_channel(channel), self._on_notification)
 
     async def publish(self, channel: str, message: Any) -> None:
         """NOTIFY ``channel`` with ``message`` (text)."""
         async with self._notify_lock:
-            await self._notifier.execute("SELECT pg_notify($1, $2)", channel, message)
+            await self._notifier.execute("SELECT pg_notify($1, $2)", _pg_channel(channel), message)
 
     async def next_published(self) -> Event:
         """Return the next notification received on a channel listened to."""
         return await self._queue.get()
 
     def _on_notification(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        self._queue.put_nowait(Event(channel=channel, message=payload))
+        self._queue.put_nowait(Event(channel=self._names.get(channel, channel), message=payload))
+
+
+def _pg_channel(channel: str) -> str:
+    """Return a PostgreSQL channel name for ``channel``: identifiers are cut at 63 bytes, so long names are hashed."""
+    if len(channel.encode()) <= 63:
+        return channel
+    return "fastapi_channels_" + hashlib.sha256(channel.encode()).hexdigest()[:40]
 
 
 def _text(value: Any) -> str:

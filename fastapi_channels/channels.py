@@ -49,6 +49,9 @@ class BaseChannel:
 
     Configure with class attributes or constructor keywords of the same name (the keyword wins).
     ``permission_classes`` and ``throttle_classes`` left as None take the defaults given to ``add_channel``.
+    ``group`` names the space the channel names of this object live in: objects of one class share it by
+    default, so a ``lobby`` of one class and a ``lobby`` of another are separate rooms. Give objects of
+    several classes the same ``group`` to let them share their rooms.
     """
 
     channel: str = DEFAULT_CHANNEL
@@ -58,6 +61,7 @@ class BaseChannel:
     on_join: Sequence[EventHandler] | None = None
     on_leave: Sequence[EventHandler] | None = None
     lifespan: Lifespan | None = None
+    group: str | None = None
 
     # Bumped when an action is registered on the object, so that what was prepared for it is prepared again.
     _version: int = 0
@@ -73,6 +77,7 @@ class BaseChannel:
         on_leave: Sequence[EventHandler] | None = None,
         lifespan: Lifespan | None = None,
         app: FastAPI | None = None,
+        group: str | None = None,
     ) -> None:
         self.channel = _check_channel_name(channel if channel is not None else self.channel)
         self.max_connection = max_connection if max_connection is not None else self.max_connection
@@ -90,6 +95,12 @@ class BaseChannel:
             on_leave=on_leave if on_leave is not None else self.on_leave,
             lifespan=lifespan if lifespan is not None else self.lifespan,
         )
+        group = group if group is not None else self.group
+        if group is not None and (not isinstance(group, str) or not group):
+            raise ValueError(f"group must be a non-empty string or None, not {group!r}.")
+        self.group = group or f"{type(self).__module__}.{type(self).__qualname__}"
+        # Channels of objects in different groups never meet: "lobby" of a relay and of a chat are two topics.
+        self._topic_prefix = f"{len(self.group)}:{self.group}:"
         self.endpoint = _endpoint_name(f"{type(self).__module__}.{type(self).__qualname__}:{self.channel}")
         """Names the connections this object serves, the same in every process running the app's code."""
         # Hooks left as they are run inline, without a coroutine per frame.
@@ -128,6 +139,18 @@ class BaseChannel:
             if current is not None and current.started:
                 return current
         return get_channel_config(websocket)
+
+    def topic(self, channel: str) -> str:
+        """Return what the channel layer and presence file ``channel`` of this object's group under."""
+        return self._topic_prefix + channel
+
+    def backend_channel(self, channel: str | None = None) -> str:
+        """Return the name broadcasts to ``channel`` (this channel by default) travel under in the backend.
+
+        For code that publishes through the same ``Broadcast`` (or Redis) directly: the name carries the
+        app's namespace and this object's group, so publish encoded text to exactly this name.
+        """
+        return self.get_config().layer.prefix + self.topic(channel or self.channel)
 
     def get_permissions(self, config: FastAPIChannel) -> PermissionLike:
         """Return the channel-level permission: this channel's own, else the app default."""
@@ -202,7 +225,7 @@ class BaseChannel:
             BackendUnavailable: The backend cannot be reached (inside an action: an error frame, socket open).
         """
         text = message if isinstance(message, str) else await self.to_text(message)
-        await self._running_config().layer.publish(channel, text)
+        await self._running_config().layer.publish(self._topic_prefix + channel, text)
 
     async def send_to_connection(self, connection_id: str, message: Any) -> None:
         """Send ``message`` to the one connection ``connection_id``, whichever process holds it.
@@ -257,7 +280,7 @@ class BaseChannel:
         With presence shared through Redis (``add_channel(url="redis://...")``) this counts every process.
         """
         with _presence_errors():
-            return await self.get_config().presence.count(channel or self.channel)
+            return await self.get_config().presence.count(self.topic(channel or self.channel))
 
     async def get_members(self, channel: str | None = None) -> list[Member]:
         """Return who is connected to ``channel`` (this channel by default), oldest first, on every process.
@@ -266,7 +289,7 @@ class BaseChannel:
         (None for an anonymous client), the ``node`` (process) holding it and ``joined_at`` (a Unix time).
         """
         with _presence_errors():
-            return await self.get_config().presence.members(channel or self.channel)
+            return await self.get_config().presence.members(self.topic(channel or self.channel))
 
     def get_connection_id(self, websocket: WebSocket) -> str | None:
         """Return the id of ``websocket``'s connection, or None once it has left its channel."""
@@ -334,12 +357,12 @@ class BaseChannel:
 
             return receive
         throttles, layer = self._prepared_for(session.config).throttles, session.config.layer
-        everything = f"{channel}:*"
+        everything, topic = f"{channel}:*", self.topic(channel)
 
         async def relay(text: str) -> None:
             for throttle in throttles:
                 await throttle(websocket, everything)
-            await layer.publish(channel, text)
+            await layer.publish(topic, text)
 
         return relay
 

@@ -59,6 +59,9 @@ class ChannelLayer:
         self.broadcast = broadcast
         self.presence = presence or LocalPresence()
         self.direct_channel = f"{namespace}.direct"
+        # Every other topic goes to the backend as "<namespace>:<topic>": apps that share a Redis server, but not
+        # a namespace, never hear each other, and no name a client chooses reaches the direct channel.
+        self.prefix = f"{namespace}:"
         self._groups: dict[str, _Group] = {}
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
@@ -91,7 +94,7 @@ class ChannelLayer:
             PermissionDenied: ``channel`` is the reserved channel of direct messages.
         """
         self.check_channel(channel)
-        await self._publish(channel, text)
+        await self._publish(self.prefix + channel, text)
 
     async def _publish(self, channel: str, text: str) -> None:
         try:
@@ -152,7 +155,7 @@ class ChannelLayer:
             del scope[CONNECTION_KEY]
 
     def count(self, channel: str) -> int:
-        """Return how many connections this process holds in ``channel`` (``presence`` counts every process)."""
+        """Return how many connections this process holds in the topic ``channel`` (``presence`` counts all)."""
         group = self._groups.get(channel)
         return len(group.members) if group else 0
 
@@ -168,8 +171,8 @@ class ChannelLayer:
             BackendUnavailable: Presence is shared through Redis and Redis cannot be reached.
             PermissionDenied: The connection asks for the reserved channel of direct messages.
         """
-        channel = connection.channel
-        self.check_channel(channel)
+        self.check_channel(connection.channel)
+        channel = connection.topic
         member = self.presence.new_member(connection.id, connection.user)
         try:
             # The check and the reservation are one step (a Lua script in Redis), so racing joins cannot overfill.
@@ -184,7 +187,7 @@ class ChannelLayer:
         try:
             async with group.lock:
                 if group.pump is None or group.pump.done():
-                    await self._start_pump(channel, group, deliver=self._deliver_to(group))
+                    await self._start_pump(self.prefix + channel, group, deliver=self._deliver_to(group))
         except BaseException:
             await self.discard(connection)
             raise
@@ -192,7 +195,7 @@ class ChannelLayer:
 
     async def discard(self, connection: Connection) -> None:
         """Remove ``connection``; unsubscribe the process when it was the channel's last one here."""
-        channel = connection.channel
+        channel = connection.topic
         group = self._groups.get(channel)
         if group is None or connection not in group.members:
             return
@@ -223,7 +226,7 @@ class ChannelLayer:
         connection.user = user
         if admitted:
             self._index(connection)
-            await self.presence.set_user(connection.channel, connection.id, user)
+            await self.presence.set_user(connection.topic, connection.id, user)
 
     def _index(self, connection: Connection) -> None:
         self._by_id[connection.id] = connection

@@ -5,9 +5,10 @@ it without waiting (the usual case: uvicorn only waits while a client's socket b
 write has to wait does the connection get a writer task, which finishes that write and then the frames queued
 behind it. A fan-out therefore costs one write per recipient and no task switch.
 
-What waits is bounded in size (``send_queue_bytes``, 1 MiB of text by default, and optionally a number of
+What waits is bounded in size (``send_queue_bytes``, 16 MiB of text by default, and optionally a number of
 frames). Broadcasts that would go past the bound mark the client as too slow: it is cut. The connection's own
-replies never cut it: its session stops reading the client's frames until the backlog has drained. A write
+replies never cut it: past ``REPLY_BACKLOG_BYTES`` (1 MiB) its session reads no more of the client's frames
+until the backlog has drained. A write
 that cannot finish within ``write_timeout`` (a client that stopped reading) cuts the client too. Cutting tries
 to send close 1013 for a second, then aborts the TCP connection, so a stuck client holds nothing for long.
 """
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_SEND_QUEUE_SIZE",
     "DEFAULT_SEND_QUEUE_BYTES",
     "DEFAULT_WRITE_TIMEOUT",
+    "REPLY_BACKLOG_BYTES",
     "CLOSE_TIMEOUT",
     "FLUSH_TIMEOUT",
 ]
@@ -48,8 +50,15 @@ logger = logging.getLogger("fastapi_channels.outbox")
 
 DEFAULT_SEND_QUEUE_SIZE: int | None = None
 """Frames that may wait for one connection; None: only ``DEFAULT_SEND_QUEUE_BYTES`` bounds them."""
-DEFAULT_SEND_QUEUE_BYTES = 1024 * 1024
-"""Characters of text (bytes, for ASCII) that may wait for one connection before a broadcast cuts it as too slow."""
+DEFAULT_SEND_QUEUE_BYTES = 16 * 1024 * 1024
+"""Characters of text (bytes, for ASCII) that may wait for one connection before a broadcast cuts it as too slow.
+
+Broadcast text is one string shared by every recipient, so this bounds how far behind the others a client may
+fall more than what it costs: an unpaced burst of 3,000 frames of 8 KB to 50 clients that read fits."""
+REPLY_BACKLOG_BYTES = 1024 * 1024
+"""Characters of text waiting for a client above which its session reads none of its frames until half is gone.
+
+A connection's own answers are text of its own, so the client that asks for them is slowed down early."""
 DEFAULT_WRITE_TIMEOUT = 10.0
 """Seconds one write may wait for a client to read before the client counts as stuck and is cut."""
 CLOSE_TIMEOUT = 1.0
@@ -115,7 +124,7 @@ def _size(item: _Item) -> int:
 
 
 class Connection:
-    """One websocket's outbox, with what the channel layer addresses it by: id, channel, user and endpoint."""
+    """One websocket's outbox, with what the channel layer addresses it by: id, channel, topic, user and endpoint."""
 
     __slots__ = (
         "id",
@@ -123,6 +132,7 @@ class Connection:
         "channel",
         "user",
         "endpoint",
+        "topic",
         "closed",
         "closing",
         "write_timeout",
@@ -146,12 +156,15 @@ class Connection:
         send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         endpoint: str | None = None,
+        topic: str | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
         self.channel = channel
         self.user = user_of(websocket)
         self.endpoint = endpoint
+        # What the channel layer files the connection under: its channel, within its channel object's group.
+        self.topic = topic if topic is not None else channel
         self.closed = False
         self.closing = False
         self.write_timeout = write_timeout
@@ -236,11 +249,11 @@ class Connection:
 
     @property
     def backlogged(self) -> bool:
-        """Whether more is waiting for the client than the bounds allow (its frames should wait for it)."""
-        return not self._fits(0)
+        """Whether so much waits for the client that its session should read none of its frames for now."""
+        return self._queued_bytes > min(REPLY_BACKLOG_BYTES, self._max_bytes) or not self._fits(0)
 
     async def drained(self) -> None:
-        """Wait until at most half the bound is waiting for the client, or the connection has ended."""
+        """Wait until the backlog is down to half of ``REPLY_BACKLOG_BYTES``, or the connection has ended."""
         while self.backlogged and not self.closed:
             if self._drained is None or self._drained.done():
                 self._drained = asyncio.get_running_loop().create_future()
@@ -403,7 +416,7 @@ class Connection:
         drained = self._drained
         if drained is None or drained.done():
             return
-        if self.closed or (self._queued_bytes <= self._max_bytes // 2 and self._fits(0)):
+        if self.closed or (self._queued_bytes <= min(REPLY_BACKLOG_BYTES, self._max_bytes) // 2 and self._fits(0)):
             drained.set_result(None)
 
 

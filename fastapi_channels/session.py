@@ -21,6 +21,7 @@ from starlette import status
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
+from fastapi_channels.auth import SUBPROTOCOL_KEY
 from fastapi_channels.config import FastAPIChannel
 from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, WebSocketException
 from fastapi_channels.handlers import lookup_exception_handler
@@ -52,6 +53,9 @@ class ChannelHooks(Protocol):
     max_connection: int | None
     endpoint: str
     events: ChannelEvents
+
+    def topic(self, channel: str) -> str:
+        """Return what the channel layer and presence file ``channel`` under."""
 
     async def check_permissions(
         self, websocket: WebSocket, action: str | None, channel: str, permission: PermissionLike = None
@@ -95,6 +99,7 @@ class Session:
             send_queue_bytes=config.send_queue_bytes,
             write_timeout=config.write_timeout,
             endpoint=owner.endpoint,
+            topic=owner.topic(channel),
         )
         # The frame being handled, for the error frame that answers it.
         self.action: str | None = None
@@ -118,7 +123,7 @@ class Session:
             # Join the channel before the handshake completes: a client that sees the socket open misses nothing.
             admitted = await self._admit()
             if websocket.application_state == WebSocketState.CONNECTING:
-                await websocket.accept()
+                await websocket.accept(subprotocol=websocket.scope.get(SUBPROTOCOL_KEY))
             send = websocket.scope.get(SEND_KEY)
             if send is not None and websocket.application_state is WebSocketState.CONNECTED:
                 connection.write_through(send)
@@ -152,7 +157,7 @@ class Session:
                 exc.close = True
             if websocket.application_state == WebSocketState.CONNECTING:
                 # Accepted so that the client reads why, rather than a bare handshake failure.
-                await websocket.accept()
+                await websocket.accept(subprotocol=websocket.scope.get(SUBPROTOCOL_KEY))
             await self.fail(exc)
             return False
         return True

@@ -111,7 +111,8 @@ def test_add_channel_connects_broadcaster_at_startup_and_disconnects_at_shutdown
             ws.send_text("through the backend")
             assert receive_text(ws) == "through the backend"
     assert (counting.connects, counting.disconnects) == (1, 1)
-    assert counting.published == [(channel_name, "through the backend")]
+    # Published under the namespace and the relay's group: other apps and channel classes never hear it.
+    assert counting.published == [(f"fastapi-channels:{room.topic(channel_name)}", "through the backend")]
     with pytest.raises(RuntimeError, match="No app with channels is running"):
         get_channel_config()
     with pytest.raises(RuntimeError, match=r"add_channel\(app\)"):
@@ -129,7 +130,8 @@ def test_add_channel_with_user_managed_broadcast_leaves_connecting_to_the_user(c
 
     app = FastAPI(lifespan=lifespan)
     add_channel(app, broadcast=broadcast)
-    route(app, relay_room())
+    room = relay_room()
+    route(app, room)
     with TestClient(app) as client:
         assert (counting.connects, counting.disconnects) == (1, 0)
         with client.websocket_connect(f"/ws/{channel_name}") as ws:
@@ -138,7 +140,7 @@ def test_add_channel_with_user_managed_broadcast_leaves_connecting_to_the_user(c
             assert receive_text(ws) == "through the user's broadcast"
     # Connected and disconnected once each: by the user's lifespan, never by add_channel.
     assert (counting.connects, counting.disconnects) == (1, 1)
-    assert counting.published == [(channel_name, "through the user's broadcast")]
+    assert counting.published == [(f"fastapi-channels:{room.topic(channel_name)}", "through the user's broadcast")]
 
 
 # -- validation ------------------------------------------------------------------------------------------------

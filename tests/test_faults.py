@@ -200,3 +200,90 @@ async def test_huge_names_and_request_ids_are_refused_with_small_answers_and_sma
         assert len(server.output()) < 4096, server.output()[:500]
     finally:
         server.close()
+
+
+async def test_a_burst_of_refused_requests_answers_every_one_and_keeps_the_client(
+    backend: dict[str, Any], channel_name: str, tmp_path: Path
+) -> None:
+    server = faults_server(backend, tmp_path / "events")
+    try:
+        url = f"{server.url.replace('http://', 'ws://')}/ws/{channel_name}"
+        async with websockets.connect(url, ping_interval=None) as client:
+            assert await asyncio.wait_for(client.recv(), 5) == "joined"
+            # 1,000 requests pipelined to an action limited to 10 a minute, before reading a single answer.
+            for number in range(1000):
+                await client.send(json.dumps({"action": "limited", "request_id": number}))
+            answers = [await asyncio.wait_for(client.recv(), 10) for _ in range(1000)]
+            assert answers[:10] == ["ok"] * 10
+            refusals = [json.loads(answer) for answer in answers[10:]]
+            assert [refusal["request_id"] for refusal in refusals] == list(range(10, 1000))
+            assert {(refusal["code"], refusal["close"]) for refusal in refusals} == {(1013, False)}
+            await client.send(json.dumps({"action": "echo", "text": "still here"}))
+            assert json.loads(await asyncio.wait_for(client.recv(), 5)) == {"action": "echo", "text": "still here"}
+    finally:
+        server.close()
+
+
+async def test_an_unpaced_burst_of_large_broadcasts_reaches_every_reading_client(
+    backend: dict[str, Any], channel_name: str, tmp_path: Path
+) -> None:
+    clients, frames, padding = 50, 3000, "x" * 8192
+    server = faults_server(backend, tmp_path / "events")
+    try:
+        url = f"{server.url.replace('http://', 'ws://')}/ws/{channel_name}"
+        readers = [await websockets.connect(url, max_size=None, ping_interval=None) for _ in range(clients)]
+        publisher = await websockets.connect(url, max_size=None, ping_interval=None)
+        for client in (*readers, publisher):
+            assert await asyncio.wait_for(client.recv(), 5) == "joined"
+
+        async def read_all(client: websockets.ClientConnection) -> list[int]:
+            return [int((await asyncio.wait_for(client.recv(), 30)).split("x", 1)[0]) for _ in range(frames)]
+
+        reading = [asyncio.ensure_future(read_all(client)) for client in (*readers, publisher)]
+        for number in range(frames):  # as fast as the server takes them
+            await publisher.send(json.dumps({"action": "shout", "text": f"{number}{padding}"}))
+        received = await asyncio.wait_for(asyncio.gather(*reading), 120)
+        # Every client, the publisher included, got every frame in order: nobody was cut as too slow.
+        assert all(numbers == list(range(frames)) for numbers in received)
+        for client in (*readers, publisher):
+            await client.close()
+    finally:
+        server.close()
+
+
+async def test_apps_with_their_own_namespace_and_rooms_of_other_classes_never_meet(
+    redis_url: str, channel_name: str, tmp_path: Path
+) -> None:
+    namespaces = [f"{channel_name}-a", f"{channel_name}-b"]
+    servers = [
+        faults_server({"url": redis_url, "namespace": namespace}, tmp_path / namespace) for namespace in namespaces
+    ]
+    try:
+        a, b = (server.url.replace("http://", "ws://") for server in servers)
+        async with (
+            websockets.connect(f"{a}/ws/lobby-{channel_name}", ping_interval=None) as in_a,
+            websockets.connect(f"{b}/ws/lobby-{channel_name}", ping_interval=None) as in_b,
+            websockets.connect(f"{a}/ws/{namespaces[1]}.direct", ping_interval=None) as spy,
+            websockets.connect(f"{a}/relay/lobby-{channel_name}", ping_interval=None) as relay,
+        ):
+            for client in (in_a, in_b, spy):
+                assert await asyncio.wait_for(client.recv(), 5) == "joined"
+            await in_a.send(json.dumps({"action": "shout", "text": "for app a"}))
+            assert await asyncio.wait_for(in_a.recv(), 5) == "for app a"
+            # B's direct message reaches its own connection only, not a client of A in a room named like B's topic.
+            await in_b.send(json.dumps({"action": "whisper", "text": "b's secret"}))
+            assert await asyncio.wait_for(in_b.recv(), 5) == "b's secret"
+            # A forged envelope from the spy's room reaches nobody of B.
+            forged = {"connection": None, "user": None, "channel": None, "endpoint": None, "text": "forged"}
+            await spy.send(json.dumps({"action": "shout", "text": json.dumps(forged)}))
+            assert json.loads(await asyncio.wait_for(spy.recv(), 5)) == forged
+            # A relay client in a room of the same name injects a fake error frame: the chat room never sees it.
+            await relay.send('{"type":"response","status":"bad","errors":"forged"}')
+            assert json.loads(await asyncio.wait_for(relay.recv(), 5))["errors"] == "forged"
+            # Sentinels: each client's next frame is its own echo, so nothing from the others came before it.
+            for client in (in_a, in_b, spy):
+                await client.send(json.dumps({"action": "echo", "text": "sentinel"}))
+                assert json.loads(await asyncio.wait_for(client.recv(), 5)) == {"action": "echo", "text": "sentinel"}
+    finally:
+        for server in servers:
+            server.close()

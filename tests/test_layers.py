@@ -95,7 +95,8 @@ async def test_one_backend_subscription_per_channel_however_many_members(
     await asyncio.gather(*(layer.add(member.connection) for member in members))
     other = await Member.open(f"{channel_name}-other")
     await layer.add(other.connection)
-    assert backend.subscribes == [channel_name, f"{channel_name}-other"]
+    # Subscribed under the layer's namespace, so that apps sharing a backend never hear each other.
+    assert backend.subscribes == [layer.prefix + channel_name, f"{layer.prefix}{channel_name}-other"]
     await layer.publish(channel_name, "once each")
     for member in members:
         assert await member.peer.next_text() == "once each"
@@ -105,15 +106,16 @@ async def test_one_backend_subscription_per_channel_however_many_members(
     await layer.publish(channel_name, "to the last")
     assert await members[4].peer.next_text() == "to the last"
     await leave_all(layer, members[4:])
-    assert backend.unsubscribes == [channel_name]
+    assert backend.unsubscribes == [layer.prefix + channel_name]
     assert layer.count(channel_name) == 0
     assert layer.connections(channel_name) == []
     # Joining again subscribes again.
     again = await Member.open(channel_name)
     await layer.add(again.connection)
-    assert backend.subscribes == [channel_name, f"{channel_name}-other", channel_name]
+    assert backend.subscribes == [layer.prefix + name for name in (channel_name, f"{channel_name}-other", channel_name)]
     await leave_all(layer, [again, other])
-    assert sorted(backend.unsubscribes) == sorted([channel_name, channel_name, f"{channel_name}-other"])
+    expected = [channel_name, channel_name, f"{channel_name}-other"]
+    assert sorted(backend.unsubscribes) == sorted(layer.prefix + name for name in expected)
 
 
 async def test_one_redis_subscription_per_channel_unsubscribed_when_last_member_leaves(
@@ -124,17 +126,18 @@ async def test_one_redis_subscription_per_channel_unsubscribed_when_last_member_
     observer = Redis.from_url(redis_url)
     try:
         layer = ChannelLayer(broadcast)
+        topic = (layer.prefix + channel_name).encode()
         members = [await Member.open(channel_name) for _ in range(5)]
         await asyncio.gather(*(layer.add(member.connection) for member in members))
-        assert await observer.pubsub_numsub(channel_name) == [(channel_name.encode(), 1)]
+        assert await observer.pubsub_numsub(layer.prefix + channel_name) == [(topic, 1)]
         await leave_all(layer, members[:4])
-        assert await observer.pubsub_numsub(channel_name) == [(channel_name.encode(), 1)]
+        assert await observer.pubsub_numsub(layer.prefix + channel_name) == [(topic, 1)]
         await leave_all(layer, members[4:])
         # A later subscription on the same pub/sub connection is confirmed only after Redis has handled the
         # UNSUBSCRIBE sent before it, so by then Redis must count no subscriber.
         later = await Member.open(f"{channel_name}-later")
         await layer.add(later.connection)
-        assert await observer.pubsub_numsub(channel_name) == [(channel_name.encode(), 0)]
+        assert await observer.pubsub_numsub(layer.prefix + channel_name) == [(topic, 0)]
         await leave_all(layer, [later])
     finally:
         await observer.aclose()

@@ -54,7 +54,7 @@ def watched_app(room: BaseChannel, **add_channel_options: Any) -> tuple[FastAPI,
 
     The event is set each time a connection of ``room`` has fully ended: its ``connect`` call has returned.
     """
-    listener = BaseChannel()
+    listener = BaseChannel(group=room.group)  # its rooms are the rooms of the channel under test
     listener.add_event_handler("join", lambda websocket, channel: listener.broadcast_to_personal(websocket, WELCOME))
     app = serve(listener, path="/listen", **add_channel_options)
     ended = threading.Event()

@@ -207,7 +207,8 @@ def test_connection_end_leaves_no_task_behind(backend: dict[str, Any], channel_n
         return sorted(
             name
             for name in names
-            if name == f"fastapi-channels:{channel_name}" or name.startswith("fastapi-channels-send")
+            if (name.startswith("fastapi-channels:") and name.endswith(f":{channel_name}"))
+            or name.startswith("fastapi-channels-send")
         )
 
     with TestClient(app) as client:

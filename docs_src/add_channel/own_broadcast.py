@@ -32,5 +32,6 @@ async def alerts_endpoint(websocket: WebSocket) -> None:
 
 @app.post("/alerts")
 async def raise_alert() -> dict[str, bool]:
-    await broadcast.publish("alerts", '{"action": "alert"}')  # broadcaster wants text: publish encoded JSON
+    # The backend name carries the app's namespace and the channel's group; broadcaster wants encoded text.
+    await broadcast.publish(alerts.backend_channel("alerts"), '{"action": "alert"}')
     return {"sent": True}

@@ -2,13 +2,12 @@ from fastapi import BackgroundTasks, FastAPI, WebSocket
 from pydantic import BaseModel
 
 from fastapi_channels import add_channel
-from fastapi_channels.channels import BaseChannel, Channel
+from fastapi_channels.channels import Channel
 
 app = FastAPI()
 add_channel(app)
 
-feed = Channel(channel="news")  # clients only listen: this channel has no actions
-notifier = BaseChannel(app=app)  # app= lets it send from outside any connection
+feed = Channel(channel="news", app=app)  # clients only listen; app= lets it send from outside any connection
 
 
 class Headline(BaseModel):
@@ -22,12 +21,12 @@ async def news_endpoint(websocket: WebSocket) -> None:
 
 @app.post("/news")
 async def publish(headline: Headline) -> dict[str, bool]:
-    await notifier.broadcast_to_channel("news", {"action": "headline", "title": headline.title})
+    await feed.broadcast_to_channel("news", {"action": "headline", "title": headline.title})
     return {"published": True}
 
 
 @app.post("/news/later")
 async def publish_later(headline: Headline, background_tasks: BackgroundTasks) -> dict[str, bool]:
     message = {"action": "headline", "title": headline.title}
-    background_tasks.add_task(notifier.broadcast_to_channel, "news", message)  # runs after the response
+    background_tasks.add_task(feed.broadcast_to_channel, "news", message)  # runs after the response
     return {"queued": True}

@@ -11,13 +11,15 @@ import os
 
 from fastapi import FastAPI, WebSocket
 
-from fastapi_channels import Channel, PermissionDenied, RateLimitExceeded, action, add_channel
+from fastapi_channels import BaseChannel, Channel, PermissionDenied, RateLimitExceeded, action, add_channel, limiter
 
 app = FastAPI()
 add_channel(
     app,
     url=os.environ.get("FAULTS_URL", "memory://"),
     namespace=os.environ.get("FAULTS_NAMESPACE", "fastapi-channels"),
+    limiter_prefix=os.environ.get("FAULTS_NAMESPACE", "fastapi-channels"),
+    send_queue_bytes=int(os.environ.get("FAULTS_QUEUE_BYTES", str(16 * 1024 * 1024))),
 )
 LOG = os.environ.get("FAULTS_LOG", os.devnull)
 
@@ -43,6 +45,16 @@ class Faults(Channel):
     async def echo(self, websocket: WebSocket, data: dict[str, object]) -> None:
         await self.broadcast_to_personal(websocket, data)
 
+    @limiter(times=10, seconds=60)
+    @action()
+    async def limited(self, websocket: WebSocket) -> None:
+        await self.broadcast_to_personal(websocket, "ok")
+
+    @action()
+    async def whisper(self, websocket: WebSocket, data: dict[str, str]) -> None:
+        """Send ``text`` to this very connection, as a direct message through the backend."""
+        await self.send_to_connection(self.get_connection_id(websocket) or "", data.get("text", ""))
+
     @action()
     async def shout(self, channel: str, data: dict[str, str]) -> None:
         await self.broadcast_to_channel(channel, data.get("text", ""))
@@ -61,6 +73,14 @@ async def say_joined(websocket: WebSocket, channel: str) -> None:
 @app.websocket("/ws/{channel}")
 async def serve(websocket: WebSocket, channel: str) -> None:
     await room.connect(websocket, channel=channel)
+
+
+relay = BaseChannel()  # relays raw text, in channels of its own: a "lobby" here is not the lobby above
+
+
+@app.websocket("/relay/{channel}")
+async def serve_relay(websocket: WebSocket, channel: str) -> None:
+    await relay.connect(websocket, channel=channel)
 
 
 @app.get("/deny")

@@ -59,10 +59,6 @@ def test_authentication_subprotocol_expired_token_is_refused(monkeypatch: pytest
             assert close_code(websocket) == 1008
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the core hook: Session accepts with websocket.scope.get(SUBPROTOCOL_KEY); drop this mark then",
-)
 def test_authentication_subprotocol_connection_is_accepted_with_the_app_protocol() -> None:
     sample = load("authentication/subprotocol.py")
     with TestClient(sample.app) as client:

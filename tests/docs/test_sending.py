@@ -29,7 +29,7 @@ def test_sending_before_the_app_starts_says_how_to_fix_it() -> None:
         with TestClient(sample.app).websocket_connect("/news"):
             pass
     with pytest.raises(RuntimeError, match="The channel layer is not running"):
-        asyncio.run(sample.notifier.broadcast_to_channel("news", "too early"))
+        asyncio.run(sample.feed.broadcast_to_channel("news", "too early"))
 
 
 def test_sending_without_add_channel_says_how_to_fix_it() -> None:
