@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 
 from fastapi_channels.backends import create_broadcast, redis_client
 from fastapi_channels.layers import ChannelLayer
+from fastapi_channels.metrics import ChannelMetrics
 from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_QUEUE_SIZE, DEFAULT_WRITE_TIMEOUT
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
 from fastapi_channels.presence import DEFAULT_PRESENCE_TTL, LocalPresence, Presence, RedisPresence
@@ -73,7 +74,9 @@ class FastAPIChannel:
         self.permission_classes: PermissionLike = (AllowAny,) if permission_classes is None else permission_classes
         self.throttle_classes: tuple[Any, ...] = tuple(throttle_classes or ())
         self.presence = _build_presence(presence_url, self.url, namespace=namespace, ttl=presence_ttl)
-        self.layer = ChannelLayer(self.broadcast, presence=self.presence, namespace=namespace)
+        self.metrics = ChannelMetrics()
+        """This app's counters (connections, frames, errors...): ``metrics.stats()`` or Prometheus."""
+        self.layer = ChannelLayer(self.broadcast, presence=self.presence, namespace=namespace, metrics=self.metrics)
         self.limiters = LimiterBackend(prefix=limiter_prefix)
         self.started = False
         # Counts startups: what a channel prepares for this app (its rate limiters) is valid for one run only.

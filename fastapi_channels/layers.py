@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 # create_broadcast and DEFAULT_SEND_QUEUE_SIZE lived here before (as did Connection): the old paths still work.
 from fastapi_channels.backends import create_broadcast  # noqa: F401
 from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied
+from fastapi_channels.metrics import ChannelMetrics
 from fastapi_channels.outbox import CONNECTION_KEY, DEFAULT_SEND_QUEUE_SIZE, Connection  # noqa: F401
 from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
 
@@ -47,6 +48,7 @@ class ChannelLayer:
         broadcast: The connected ``Broadcast`` every process shares.
         presence: Who is connected (``LocalPresence`` by default: this process only).
         namespace: Names the channel that carries messages for one connection or one user.
+        metrics: The app's counters (publish failures are counted here).
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class ChannelLayer:
         *,
         presence: Presence | None = None,
         namespace: str = "fastapi-channels",
+        metrics: ChannelMetrics | None = None,
     ) -> None:
         self.broadcast = broadcast
+        self.metrics = metrics if metrics is not None else ChannelMetrics()
         self.presence = presence or LocalPresence()
         self.direct_channel = f"{namespace}.direct"
         # Every other topic goes to the backend as "<namespace>:<topic>": apps that share a Redis server, but not
@@ -105,6 +109,7 @@ class ChannelLayer:
             else:
                 await asyncio.wait_for(self.broadcast.publish(channel, text), PUBLISH_TIMEOUT)
         except Exception as exc:
+            self.metrics.publish_failures += 1
             logger.warning("Publishing to %r failed: %r", channel, exc)
             raise BackendUnavailable(error_msg="The message could not be sent: the backend cannot be reached.") from exc
 

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fastapi_channels.identity import user_of
+from fastapi_channels.metrics import ChannelMetrics, utf8_size
 from fastapi_channels.stepping import resume
 
 __all__ = [
@@ -51,12 +52,12 @@ logger = logging.getLogger("fastapi_channels.outbox")
 DEFAULT_SEND_QUEUE_SIZE: int | None = None
 """Frames that may wait for one connection; None: only ``DEFAULT_SEND_QUEUE_BYTES`` bounds them."""
 DEFAULT_SEND_QUEUE_BYTES = 16 * 1024 * 1024
-"""Characters of text (bytes, for ASCII) that may wait for one connection before a broadcast cuts it as too slow.
+"""Bytes of text (UTF-8) that may wait for one connection before a broadcast cuts it as too slow.
 
 Broadcast text is one string shared by every recipient, so this bounds how far behind the others a client may
 fall more than what it costs: an unpaced burst of 3,000 frames of 8 KB to 50 clients that read fits."""
 REPLY_BACKLOG_BYTES = 1024 * 1024
-"""Characters of text waiting for a client above which its session reads none of its frames until half is gone.
+"""Bytes of text waiting for a client above which its session reads none of its frames until half is gone.
 
 A connection's own answers are text of its own, so the client that asks for them is slowed down early."""
 DEFAULT_WRITE_TIMEOUT = 10.0
@@ -119,8 +120,8 @@ _Item = str | _Tracked | _Close
 
 def _size(item: _Item) -> int:
     if type(item) is str:
-        return len(item)
-    return len(item.text) if isinstance(item, _Tracked) else 0
+        return utf8_size(item)
+    return utf8_size(item.text) if isinstance(item, _Tracked) else 0
 
 
 class Connection:
@@ -135,6 +136,8 @@ class Connection:
         "topic",
         "closed",
         "closing",
+        "close_code",
+        "metrics",
         "write_timeout",
         "on_cut",
         "_max_frames",
@@ -157,6 +160,7 @@ class Connection:
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         endpoint: str | None = None,
         topic: str | None = None,
+        metrics: ChannelMetrics | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
@@ -167,6 +171,9 @@ class Connection:
         self.topic = topic if topic is not None else channel
         self.closed = False
         self.closing = False
+        self.close_code: int | None = None
+        """The code this side closed with, when it did (for the metrics of closes by code)."""
+        self.metrics = metrics if metrics is not None else ChannelMetrics()
         self.write_timeout = write_timeout
         self.on_cut: Callable[[], None] | None = None
         """Called once when the client is cut (too slow or stuck), so that whoever waits on it stops waiting."""
@@ -185,6 +192,7 @@ class Connection:
         """Send a broadcast: now, or behind earlier frames; a client that lets too much wait is cut."""
         if self.closed or self.closing:
             return
+        self.metrics.frames_out += 1
         if self._writer is None:
             # _write_now, inlined: this runs once per recipient of every broadcast.
             sending = self._send_message({"type": "websocket.send", "text": text})
@@ -205,6 +213,7 @@ class Connection:
         """Send one of the connection's own answers; it never cuts the client (see ``backlogged``)."""
         if self.closed or self.closing:
             return
+        self.metrics.frames_out += 1
         if self._writer is None:
             self._write_now(text)
         else:
@@ -220,6 +229,7 @@ class Connection:
         """Send ``text``; return None once written (or dropped), else a future settled when it is."""
         if self.closed or self.closing:
             return None
+        self.metrics.frames_out += 1
         if self._writer is None:
             # _write_now, inlined as in send: every reply to an action comes through here.
             sending = self._send_message({"type": "websocket.send", "text": text})
@@ -240,6 +250,7 @@ class Connection:
         if self.closed or self.closing:
             return
         self.closing = True
+        self.close_code = code
         if self._writer is None:
             self._write_now(_Close(code, reason))
         else:
@@ -264,6 +275,9 @@ class Connection:
         if self.closed:
             return
         logger.warning("Cutting connection %s on %r: %s", self.id, self.channel, reason)
+        self.metrics.slow_client_cuts += 1
+        if self.close_code is None:
+            self.close_code = status.WS_1013_TRY_AGAIN_LATER
         self.closing = True
         self._drop_queue()
         self._wake_drained()
@@ -303,8 +317,10 @@ class Connection:
         return self._max_frames is None or len(self._queue) < self._max_frames
 
     def _enqueue(self, item: _Item) -> None:
+        size = _size(item)
         self._queue.append(item)
-        self._queued_bytes += _size(item)
+        self._queued_bytes += size
+        self.metrics.queue_bytes += size
 
     def _write_now(self, item: _Item) -> asyncio.Future[None] | None:
         """Write ``item``; return None when done, else a future that a new writer task settles when it is."""
@@ -334,7 +350,9 @@ class Connection:
             first_written.set_result(None)
             while self._queue and not self.closed:
                 item = self._queue.popleft()
-                self._queued_bytes -= _size(item)
+                size = _size(item)
+                self._queued_bytes -= size
+                self.metrics.queue_bytes -= size
                 self._wake_drained()
                 await _within(self.write_timeout, self._send(item))
                 self._written(item)
@@ -410,6 +428,7 @@ class Connection:
             item = self._queue.popleft()
             if isinstance(item, _Tracked):
                 item.settle()
+        self.metrics.queue_bytes -= self._queued_bytes
         self._queued_bytes = 0
 
     def _wake_drained(self) -> None:

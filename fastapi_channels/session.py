@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from fastapi_channels.auth import SUBPROTOCOL_KEY
 from fastapi_channels.config import FastAPIChannel
-from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, WebSocketException
+from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, RateLimitExceeded, WebSocketException
 from fastapi_channels.handlers import lookup_exception_handler
 from fastapi_channels.identity import user_of
 from fastapi_channels.lifespan import ChannelEvents
@@ -100,6 +100,7 @@ class Session:
             write_timeout=config.write_timeout,
             endpoint=owner.endpoint,
             topic=owner.topic(channel),
+            metrics=config.metrics,
         )
         # The frame being handled, for the error frame that answers it.
         self.action: str | None = None
@@ -129,9 +130,12 @@ class Session:
                 connection.write_through(send)
             if admitted:
                 served = True
+                self.config.metrics.connection_opened(type(self.owner).__name__)
                 await self._serve()
         finally:
             current_config.reset(token)
+            if served:
+                self.config.metrics.connection_closed(type(self.owner).__name__, connection.close_code or 1000)
             try:
                 if admitted and not served:
                     await _run_to_the_end(layer.discard(connection))
@@ -187,6 +191,7 @@ class Session:
 
     async def _receive_frames(self, handle: FrameHandler) -> None:
         websocket, connection, scope = self.websocket, self.connection, self.websocket.scope
+        metrics = self.config.metrics
         self._task = asyncio.current_task()
         connection.on_cut = self._interrupt
         while not (connection.closing or connection.closed):
@@ -197,8 +202,11 @@ class Session:
             message = await self._next_message()
             text = message.get("text")
             if text is None and message["type"] == "websocket.disconnect":
+                if connection.close_code is None:
+                    connection.close_code = message.get("code", status.WS_1005_NO_STATUS_RCVD)
                 connection.closed = True
                 return
+            metrics.frames_in += 1
             self.action = self.request_id = None
             try:
                 if text is None:
@@ -213,7 +221,7 @@ class Session:
                 else:
                     await self._finish_action(running, waiting_on)
             except LimitHandled:
-                pass
+                metrics.rate_limit_refusals += 1
             except asyncio.CancelledError:
                 if not self._gone:
                     raise
@@ -293,6 +301,9 @@ class Session:
         """Answer a failed frame: through the app's handler for a ``WebSocketException``, else with 1011."""
         websocket = self.websocket
         if isinstance(exc, WebSocketException):
+            self.config.metrics.error(exc.code)
+            if isinstance(exc, RateLimitExceeded):
+                self.config.metrics.rate_limit_refusals += 1
             exc.action = exc.action if exc.action is not None else self.action
             exc.request_id = exc.request_id if exc.request_id is not None else self.request_id
             handler = lookup_exception_handler(websocket, exc)
@@ -303,6 +314,7 @@ class Session:
                 return
             except Exception as handler_exc:
                 exc = handler_exc
+        self.config.metrics.error(status.WS_1011_INTERNAL_ERROR)
         logger.error("Error while handling a message on channel %r", self.channel, exc_info=exc)
         self.connection.reply(render(internal_error_payload(action=self.action, request_id=self.request_id)))
         self.connection.close(status.WS_1011_INTERNAL_ERROR, "Internal error")

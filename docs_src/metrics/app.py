@@ -10,7 +10,7 @@ from fastapi_channels.metrics import ChannelMetrics, register_prometheus
 
 app = FastAPI()
 add_channel(app)
-metrics: ChannelMetrics = getattr(app.state.fastapi_channels, "metrics", None) or ChannelMetrics()
+metrics: ChannelMetrics = app.state.fastapi_channels.metrics  # the counters add_channel keeps for this app
 
 registry = CollectorRegistry()  # leave it out to use prometheus-client's default registry
 register_prometheus(metrics, registry)

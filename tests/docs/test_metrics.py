@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,8 +31,7 @@ def test_metrics_stats_and_prometheus_endpoints_show_the_app_counters() -> None:
 
 def test_metrics_chat_session_is_counted_by_the_core() -> None:
     sample = load("metrics/app.py")
-    if not hasattr(sample.app.state.fastapi_channels, "metrics"):
-        pytest.skip("add_channel does not create the app's ChannelMetrics yet")
+    assert sample.metrics is sample.app.state.fastapi_channels.metrics
     with TestClient(sample.app) as client:
         with client.websocket_connect("/chat") as websocket:
             websocket.send_json({"action": "say", "text": "hi"})
