@@ -49,6 +49,7 @@ def add_channel(
     presence_url: str | None = None,
     presence_ttl: float = DEFAULT_PRESENCE_TTL,
     namespace: str = "fastapi-channels",
+    allowed_origins: Sequence[str] | None = None,
 ) -> FastAPI:
     """Give ``app`` channels: a broadcaster (memory:// by default), a rate limiter and error handling.
 
@@ -74,8 +75,11 @@ def add_channel(
             or memory:// for this process only. Defaults to ``url`` when that is a Redis URL, else memory://.
         presence_ttl: Seconds after which the connections of a process that died without cleaning up no
             longer count (it renews its lease every ``presence_ttl / 3`` seconds).
-        namespace: Prefix of the presence keys in Redis and of the channel that carries messages for one
-            connection or user; apps that share a Redis server but not their users use different namespaces.
+        namespace: Prefix of every channel name in the backend, of the presence keys in Redis and of the
+            channel that carries messages for one connection or user: apps that share a Redis server use
+            different namespaces, and then never hear each other.
+        allowed_origins: Sites whose pages may connect, besides the app's own (``"https://example.com"``;
+            ``"*"``: any). A browser's handshake from any other ``Origin`` is refused with HTTP 403.
     """
     if not isinstance(app, FastAPI):
         raise TypeError(f"add_channel() takes a FastAPI app, not {type(app).__name__}.")
@@ -93,6 +97,7 @@ def add_channel(
         presence_url=presence_url,
         presence_ttl=presence_ttl,
         namespace=namespace,
+        allowed_origins=allowed_origins,
     )
     setattr(app.state, STATE_KEY, config)
     # Innermost of the app's middleware: every frame still passes through the user's own middleware.

@@ -30,6 +30,7 @@ from fastapi_channels.exceptions import (
     PermissionDenied,
 )
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
+from fastapi_channels.origin import check_allowed_origins
 from fastapi_channels.outbox import CONNECTION_KEY, Connection
 from fastapi_channels.permission import PermissionLike, allows_everyone, check_permission_like, has_permission
 from fastapi_channels.presence import Member, PresenceUnavailable
@@ -49,6 +50,7 @@ class BaseChannel:
 
     Configure with class attributes or constructor keywords of the same name (the keyword wins).
     ``permission_classes`` and ``throttle_classes`` left as None take the defaults given to ``add_channel``.
+    ``allowed_origins`` replaces ``add_channel``'s list of other sites whose pages may connect.
     ``group`` names the space the channel names of this object live in: objects of one class share it by
     default, so a ``lobby`` of one class and a ``lobby`` of another are separate rooms. Give objects of
     several classes the same ``group`` to let them share their rooms.
@@ -62,6 +64,7 @@ class BaseChannel:
     on_leave: Sequence[EventHandler] | None = None
     lifespan: Lifespan | None = None
     group: str | None = None
+    allowed_origins: Sequence[str] | None = None
 
     # Bumped when an action is registered on the object, so that what was prepared for it is prepared again.
     _version: int = 0
@@ -78,6 +81,7 @@ class BaseChannel:
         lifespan: Lifespan | None = None,
         app: FastAPI | None = None,
         group: str | None = None,
+        allowed_origins: Sequence[str] | None = None,
     ) -> None:
         self.channel = _check_channel_name(channel if channel is not None else self.channel)
         self.max_connection = max_connection if max_connection is not None else self.max_connection
@@ -90,6 +94,9 @@ class BaseChannel:
             self.throttle_classes = throttle_classes
         check_throttle_like(self.throttle_classes)
         self.app = app
+        self.allowed_origins = check_allowed_origins(
+            allowed_origins if allowed_origins is not None else self.allowed_origins
+        )
         self.events = ChannelEvents(
             on_join=on_join if on_join is not None else self.on_join,
             on_leave=on_leave if on_leave is not None else self.on_leave,

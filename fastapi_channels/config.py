@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 from fastapi_channels.backends import create_broadcast, redis_client
 from fastapi_channels.layers import ChannelLayer
 from fastapi_channels.metrics import ChannelMetrics
+from fastapi_channels.origin import check_allowed_origins
 from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_QUEUE_SIZE, DEFAULT_WRITE_TIMEOUT
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
 from fastapi_channels.presence import DEFAULT_PRESENCE_TTL, LocalPresence, Presence, RedisPresence
@@ -51,6 +52,7 @@ class FastAPIChannel:
         presence_url: str | None = None,
         presence_ttl: float = DEFAULT_PRESENCE_TTL,
         namespace: str = "fastapi-channels",
+        allowed_origins: Sequence[str] | None = None,
     ) -> None:
         if sum(option is not None for option in (url, backend, broadcast)) > 1:
             raise ValueError("Pass only one of url=, backend= and broadcast= to add_channel().")
@@ -64,6 +66,7 @@ class FastAPIChannel:
             raise ValueError(f"send_queue_bytes must be a positive integer, not {send_queue_bytes!r}.")
         if not isinstance(write_timeout, int | float) or isinstance(write_timeout, bool) or write_timeout <= 0:
             raise ValueError(f"write_timeout must be a positive number of seconds, not {write_timeout!r}.")
+        self.allowed_origins = check_allowed_origins(allowed_origins)
         self.send_queue_size = send_queue_size
         self.send_queue_bytes = send_queue_bytes
         self.write_timeout = float(write_timeout)

@@ -14,7 +14,7 @@ import contextvars
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from starlette import status
@@ -27,6 +27,7 @@ from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, Rat
 from fastapi_channels.handlers import lookup_exception_handler
 from fastapi_channels.identity import user_of
 from fastapi_channels.lifespan import ChannelEvents
+from fastapi_channels.origin import origin_allowed
 from fastapi_channels.outbox import SEND_KEY, Connection
 from fastapi_channels.permission import PermissionLike
 from fastapi_channels.protocol import MAX_NAME_LENGTH, internal_error_payload, render
@@ -53,6 +54,7 @@ class ChannelHooks(Protocol):
     max_connection: int | None
     endpoint: str
     events: ChannelEvents
+    allowed_origins: Sequence[str] | None
 
     def topic(self, channel: str) -> str:
         """Return what the channel layer and presence file ``channel`` under."""
@@ -116,6 +118,11 @@ class Session:
     async def run(self) -> None:
         """Admit, accept and serve the connection until it ends; always clean up after it."""
         websocket, connection, layer = self.websocket, self.connection, self.config.layer
+        allowed = self.owner.allowed_origins
+        if not origin_allowed(websocket.headers, allowed if allowed is not None else self.config.allowed_origins):
+            # Refused before the handshake completes: the page of another site gets HTTP 403, never a socket.
+            await websocket.close(status.WS_1008_POLICY_VIOLATION)
+            return
         layer.track(connection)
         websocket.scope[SESSION_KEY] = self
         token = current_config.set(self.config)

@@ -1,7 +1,8 @@
 """A channel served by uvicorn for fault tests: a slow action, and a log of joins, leaves and cancellations.
 
 Environment: FAULTS_URL (broadcast URL, default memory://), FAULTS_NAMESPACE, FAULTS_LOG (a file each event is
-appended to, so that a test can read it after the process has exited).
+appended to, so that a test can read it after the process has exited), FAULTS_QUEUE_BYTES, FAULTS_ORIGINS
+(space-separated allowed origins).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ add_channel(
     namespace=os.environ.get("FAULTS_NAMESPACE", "fastapi-channels"),
     limiter_prefix=os.environ.get("FAULTS_NAMESPACE", "fastapi-channels"),
     send_queue_bytes=int(os.environ.get("FAULTS_QUEUE_BYTES", str(16 * 1024 * 1024))),
+    allowed_origins=os.environ["FAULTS_ORIGINS"].split() if os.environ.get("FAULTS_ORIGINS") else None,
 )
 LOG = os.environ.get("FAULTS_LOG", os.devnull)
 
