@@ -50,6 +50,9 @@ def add_channel(
     presence_ttl: float = DEFAULT_PRESENCE_TTL,
     namespace: str = "fastapi-channels",
     allowed_origins: Sequence[str] | None = None,
+    heartbeat_interval: float | None = None,
+    idle_timeout: float | None = None,
+    max_lifetime: float | None = None,
 ) -> FastAPI:
     """Give ``app`` channels: a broadcaster (memory:// by default), a rate limiter and error handling.
 
@@ -80,6 +83,11 @@ def add_channel(
             different namespaces, and then never hear each other.
         allowed_origins: Sites whose pages may connect, besides the app's own (``"https://example.com"``;
             ``"*"``: any). A browser's handshake from any other ``Origin`` is refused with HTTP 403.
+        heartbeat_interval: Seconds of silence after which the server sends a client ``{"type":"ping"}``.
+        idle_timeout: Seconds without a frame from a client before it is closed with 4408 (twice
+            ``heartbeat_interval`` when only that is given; None: never).
+        max_lifetime: Seconds after which any connection is closed with 1001, so that clients reconnect
+            (for example to pick up new credentials or spread over new servers); None: never.
     """
     if not isinstance(app, FastAPI):
         raise TypeError(f"add_channel() takes a FastAPI app, not {type(app).__name__}.")
@@ -98,6 +106,9 @@ def add_channel(
         presence_ttl=presence_ttl,
         namespace=namespace,
         allowed_origins=allowed_origins,
+        heartbeat_interval=heartbeat_interval,
+        idle_timeout=idle_timeout,
+        max_lifetime=max_lifetime,
     )
     setattr(app.state, STATE_KEY, config)
     # Innermost of the app's middleware: every frame still passes through the user's own middleware.

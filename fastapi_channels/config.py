@@ -18,6 +18,7 @@ from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_QUEUE
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
 from fastapi_channels.presence import DEFAULT_PRESENCE_TTL, LocalPresence, Presence, RedisPresence
 from fastapi_channels.throttling import LimiterBackend, check_throttle_like
+from fastapi_channels.timeouts import check_timeout
 
 if TYPE_CHECKING:
     from broadcaster import Broadcast, BroadcastBackend
@@ -53,6 +54,9 @@ class FastAPIChannel:
         presence_ttl: float = DEFAULT_PRESENCE_TTL,
         namespace: str = "fastapi-channels",
         allowed_origins: Sequence[str] | None = None,
+        heartbeat_interval: float | None = None,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
     ) -> None:
         if sum(option is not None for option in (url, backend, broadcast)) > 1:
             raise ValueError("Pass only one of url=, backend= and broadcast= to add_channel().")
@@ -67,6 +71,12 @@ class FastAPIChannel:
         if not isinstance(write_timeout, int | float) or isinstance(write_timeout, bool) or write_timeout <= 0:
             raise ValueError(f"write_timeout must be a positive number of seconds, not {write_timeout!r}.")
         self.allowed_origins = check_allowed_origins(allowed_origins)
+        self.heartbeat_interval = check_timeout("heartbeat_interval", heartbeat_interval)
+        self.idle_timeout = check_timeout("idle_timeout", idle_timeout)
+        if self.idle_timeout is None and self.heartbeat_interval is not None:
+            # A client that answers no ping for a whole interval after it is due is gone.
+            self.idle_timeout = 2 * self.heartbeat_interval
+        self.max_lifetime = check_timeout("max_lifetime", max_lifetime)
         self.send_queue_size = send_queue_size
         self.send_queue_bytes = send_queue_bytes
         self.write_timeout = float(write_timeout)

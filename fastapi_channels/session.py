@@ -33,6 +33,7 @@ from fastapi_channels.permission import PermissionLike
 from fastapi_channels.protocol import MAX_NAME_LENGTH, internal_error_payload, render
 from fastapi_channels.stepping import resume
 from fastapi_channels.throttling import LimitHandled
+from fastapi_channels.timeouts import PING_FRAME, Watchdog
 
 __all__ = ["Session", "ChannelHooks", "FrameHandler", "SESSION_KEY", "current_config", "session_of"]
 
@@ -87,6 +88,7 @@ class Session:
         "_read_ahead",
         "_interruptible",
         "_gone",
+        "_watchdog",
     )
 
     def __init__(self, owner: ChannelHooks, websocket: WebSocket, channel: str, config: FastAPIChannel) -> None:
@@ -114,6 +116,7 @@ class Session:
         # Whether the task waits for the client or for an action now: only then may a disconnect cancel it.
         self._interruptible = False
         self._gone = False
+        self._watchdog: Watchdog | None = None
 
     async def run(self) -> None:
         """Admit, accept and serve the connection until it ends; always clean up after it."""
@@ -191,6 +194,8 @@ class Session:
             await self._receive_frames(self.owner.frame_handler(self))
         finally:
             self.connection.on_cut = None
+            if self._watchdog is not None:
+                self._watchdog.stop()
             if self._read_ahead is not None:
                 self._read_ahead.cancel()
             # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
@@ -201,6 +206,16 @@ class Session:
         metrics = self.config.metrics
         self._task = asyncio.current_task()
         connection.on_cut = self._interrupt
+        config = self.config
+        if config.heartbeat_interval or config.idle_timeout or config.max_lifetime:
+            self._watchdog = Watchdog(
+                heartbeat_interval=config.heartbeat_interval,
+                idle_timeout=config.idle_timeout,
+                max_lifetime=config.max_lifetime,
+                ping=lambda: connection.reply(PING_FRAME),
+                expire=self._expire,
+            )
+        watchdog = self._watchdog
         while not (connection.closing or connection.closed):
             if connection.backlogged:
                 # The client's own answers are waiting for it: read nothing more until it has taken them.
@@ -214,6 +229,8 @@ class Session:
                 connection.closed = True
                 return
             metrics.frames_in += 1
+            if watchdog is not None:
+                watchdog.seen()
             self.action = self.request_id = None
             try:
                 if text is None:
@@ -277,6 +294,13 @@ class Session:
             return
         if reading.result()["type"] == "websocket.disconnect":
             self._interrupt()
+        elif self._watchdog is not None:
+            self._watchdog.seen()
+
+    def _expire(self, code: int, reason: str) -> None:
+        """Close a connection that was idle or lived too long, and stop waiting for it."""
+        self.connection.close(code, reason)
+        self._interrupt()
 
     def _interrupt(self) -> None:
         """The client is gone (or cut): stop waiting for it, and cancel the action that is waiting, if any."""

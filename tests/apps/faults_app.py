@@ -2,7 +2,7 @@
 
 Environment: FAULTS_URL (broadcast URL, default memory://), FAULTS_NAMESPACE, FAULTS_LOG (a file each event is
 appended to, so that a test can read it after the process has exited), FAULTS_QUEUE_BYTES, FAULTS_ORIGINS
-(space-separated allowed origins).
+(space-separated allowed origins), FAULTS_HEARTBEAT and FAULTS_LIFETIME (seconds).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ add_channel(
     limiter_prefix=os.environ.get("FAULTS_NAMESPACE", "fastapi-channels"),
     send_queue_bytes=int(os.environ.get("FAULTS_QUEUE_BYTES", str(16 * 1024 * 1024))),
     allowed_origins=os.environ["FAULTS_ORIGINS"].split() if os.environ.get("FAULTS_ORIGINS") else None,
+    heartbeat_interval=float(os.environ["FAULTS_HEARTBEAT"]) if os.environ.get("FAULTS_HEARTBEAT") else None,
+    max_lifetime=float(os.environ["FAULTS_LIFETIME"]) if os.environ.get("FAULTS_LIFETIME") else None,
 )
 LOG = os.environ.get("FAULTS_LOG", os.devnull)
 
