@@ -12,7 +12,7 @@ SESSIONS: dict[str, str] = {}  # session id -> user name; stands in for your rea
 
 app = FastAPI()
 app.add_middleware(AuthenticationMiddleware, backend=TokenAuthentication(from_cookie("session"), user=SESSIONS.get))
-add_channel(app)
+add_channel(app, allowed_origins=sorted(ALLOWED_ORIGINS))  # other pages: HTTP 403 at the handshake
 
 
 @app.post("/login")

@@ -11,7 +11,7 @@ REDIS_URL = os.environ.get("REDIS_URL") or None  # unset: in memory, which is ri
 ALLOWED_ORIGINS = set(os.environ.get("ALLOWED_ORIGINS", "http://127.0.0.1:8000").split(","))
 
 app = FastAPI()
-add_channel(app, url=REDIS_URL, limiter_url=REDIS_URL)
+add_channel(app, url=REDIS_URL, limiter_url=REDIS_URL, allowed_origins=sorted(ALLOWED_ORIGINS))
 
 
 def same_origin(websocket: WebSocket, action: str | None, **context: Any) -> bool:

@@ -30,7 +30,7 @@ def same_origin(websocket: WebSocket, action: str | None, **context: Any) -> boo
 
 app = FastAPI()
 app.add_middleware(AuthenticationMiddleware, backend=SessionCookieBackend())
-add_channel(app)
+add_channel(app, allowed_origins=sorted(ALLOWED_ORIGINS))  # other pages: HTTP 403 at the handshake
 
 
 @app.post("/login")

@@ -9,6 +9,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
 from fastapi_channels.testing import receive_close, receive_json
 from tests.conftest import ROOT
 
@@ -76,3 +79,10 @@ def sync_samples() -> None:
 if __name__ == "__main__":
     # After editing a docs_src file: `python -m tests.docs.samples` copies it into the pages that show it.
     sync_samples()
+
+
+def refused_at_handshake(client: Any, path: str, headers: dict[str, str]) -> int:
+    """Open ``path`` and return the close code the server refused the handshake with (before accepting)."""
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(path, headers=headers):
+        pass
+    return refused.value.code

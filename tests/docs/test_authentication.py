@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 
 from fastapi_channels.testing import receive_close
 from tests.conftest import UvicornProcess
-from tests.docs.samples import close_code, error_frame, load
+from tests.docs.samples import close_code, error_frame, load, refused_at_handshake
 
 OURS, THEIRS = "https://chat.example.com", "https://evil.example"
 
@@ -25,8 +25,9 @@ def test_authentication_cookie_session_needs_our_origin() -> None:
         with client.websocket_connect("/inbox", headers={"cookie": f"session={session}", "origin": OURS}) as ann:
             ann.send_json({"action": "whoami"})
             assert ann.receive_json() == {"user": "ann"}
+        # Another site's page, with ann's cookie: refused at the handshake, before any socket opens.
+        assert refused_at_handshake(client, "/inbox", {"cookie": f"session={session}", "origin": THEIRS}) == 1008
         for headers in (
-            {"cookie": f"session={session}", "origin": THEIRS},  # another site's page, with ann's cookie
             {"origin": OURS},  # no session
             {"cookie": "session=guessed", "origin": OURS},
         ):
