@@ -1,6 +1,6 @@
 """Class-based WebSocket channels for FastAPI: actions, permissions, rate limits, events and pub/sub."""
 
-from fastapi_channels.api import add_channel, send_to_user
+from fastapi_channels.api import add_channel, drain, send_to_user
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.config import FastAPIChannel, get_channel_config
 from fastapi_channels.decorators import action
@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "add_channel",
     "send_to_user",
+    "drain",
     "FastAPIChannel",
     "get_channel_config",
     "BaseChannel",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
+from fastapi_channels.config import DRAIN_REASON, STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.exceptions import WebSocketException
 from fastapi_channels.handlers import websocket_exception_handler
 from fastapi_channels.outbox import (
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from broadcaster import Broadcast, BroadcastBackend
 
 # FastAPIChannel, get_channel_config and STATE_KEY live in config.py; existing code imports them from here too.
-__all__ = ["add_channel", "send_to_user"]
+__all__ = ["add_channel", "send_to_user", "drain"]
 
 
 def add_channel(
@@ -137,6 +137,18 @@ async def send_to_user(user: str, message: Any, *, channel: str | None = None, a
     config = _config_of(app)
     text = message if isinstance(message, str) else encode(message)
     await config.layer.send_direct(text, user=user, channel=channel)
+
+
+def drain(
+    app: FastAPI | None = None, *, reason: str = DRAIN_REASON, reconnect_in: tuple[float, float] | None = (1.0, 5.0)
+) -> int:
+    """Close every connection of this process with 1012 and refuse new ones, before a deploy or a shutdown.
+
+    Each client first gets ``{"type": "drain", "reason": reason, "reconnect_in": seconds}``, with a delay
+    drawn from ``reconnect_in`` so that clients come back spread out (to this server's successor, or to
+    another behind the load balancer). Returns how many connections were closed.
+    """
+    return _config_of(app).drain(reason=reason, reconnect_in=reconnect_in)
 
 
 def _config_of(app: FastAPI | None) -> FastAPIChannel:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from starlette import status
 from starlette.websockets import WebSocket
 
 from fastapi_channels.backends import create_broadcast, redis_client
@@ -17,15 +19,19 @@ from fastapi_channels.origin import check_allowed_origins
 from fastapi_channels.outbox import DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_QUEUE_SIZE, DEFAULT_WRITE_TIMEOUT
 from fastapi_channels.permission import AllowAny, PermissionLike, check_permission_like
 from fastapi_channels.presence import DEFAULT_PRESENCE_TTL, LocalPresence, Presence, RedisPresence
+from fastapi_channels.protocol import render
 from fastapi_channels.throttling import LimiterBackend, check_throttle_like
 from fastapi_channels.timeouts import check_timeout
 
 if TYPE_CHECKING:
     from broadcaster import Broadcast, BroadcastBackend
 
-__all__ = ["FastAPIChannel", "get_channel_config", "STATE_KEY"]
+__all__ = ["FastAPIChannel", "get_channel_config", "STATE_KEY", "DRAIN_REASON"]
 
 logger = logging.getLogger("fastapi_channels")
+
+DRAIN_REASON = "Server restarting: reconnect."
+"""The close reason ``drain`` gives by default."""
 
 STATE_KEY = "fastapi_channels"
 """The attribute of ``app.state`` that holds the app's ``FastAPIChannel``."""
@@ -92,6 +98,8 @@ class FastAPIChannel:
         self.layer = ChannelLayer(self.broadcast, presence=self.presence, namespace=namespace, metrics=self.metrics)
         self.limiters = LimiterBackend(prefix=limiter_prefix)
         self.started = False
+        self.draining = False
+        """While true (after ``drain``), new connections are refused with 1012."""
         # Counts startups: what a channel prepares for this app (its rate limiters) is valid for one run only.
         self.generation = 0
 
@@ -136,6 +144,24 @@ class FastAPIChannel:
                 await self.broadcast.disconnect()
             except Exception:
                 logger.exception("Disconnecting the broadcaster failed")
+
+    def drain(self, *, reason: str = DRAIN_REASON, reconnect_in: tuple[float, float] | None = (1.0, 5.0)) -> int:
+        """Close every connection of this process with 1012 and refuse new ones; return how many were closed.
+
+        Before its close, each client gets ``{"type": "drain", "reason": ..., "reconnect_in": seconds}``, a
+        delay drawn between the two bounds of ``reconnect_in`` so that clients do not all come back at once.
+        """
+        self.draining = True
+        closed = 0
+        for connection in self.layer.local_connections():
+            if reconnect_in is not None:
+                delay = round(random.uniform(*reconnect_in), 1)
+                connection.reply(render({"type": "drain", "reason": reason, "reconnect_in": delay}))
+            connection.close(status.WS_1012_SERVICE_RESTART, reason)
+            if connection.stop_waiting is not None:
+                connection.stop_waiting()
+            closed += 1
+        return closed
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[FastAPIChannel]:

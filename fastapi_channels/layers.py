@@ -159,6 +159,10 @@ class ChannelLayer:
         if scope.get(CONNECTION_KEY) is connection:
             del scope[CONNECTION_KEY]
 
+    def local_connections(self) -> list[Connection]:
+        """Return every connection this process holds, in any channel."""
+        return list(self._by_id.values())
+
     def count(self, channel: str) -> int:
         """Return how many connections this process holds in the topic ``channel`` (``presence`` counts all)."""
         group = self._groups.get(channel)

@@ -139,7 +139,7 @@ class Connection:
         "close_code",
         "metrics",
         "write_timeout",
-        "on_cut",
+        "stop_waiting",
         "_max_frames",
         "_max_bytes",
         "_queued_bytes",
@@ -175,8 +175,8 @@ class Connection:
         """The code this side closed with, when it did (for the metrics of closes by code)."""
         self.metrics = metrics if metrics is not None else ChannelMetrics()
         self.write_timeout = write_timeout
-        self.on_cut: Callable[[], None] | None = None
-        """Called once when the client is cut (too slow or stuck), so that whoever waits on it stops waiting."""
+        self.stop_waiting: Callable[[], None] | None = None
+        """Called when this side gives up on the client (cut, drained), so that whoever waits on it stops."""
         self._max_frames = send_queue_size
         self._max_bytes = send_queue_bytes
         self._queued_bytes = 0
@@ -285,8 +285,8 @@ class Connection:
         if writer is not None:
             writer.cancel()
         self._writer = asyncio.ensure_future(self._close_or_abort(writer, reason))
-        if self.on_cut is not None:
-            self.on_cut()
+        if self.stop_waiting is not None:
+            self.stop_waiting()
 
     def write_through(self, send: Send) -> None:
         """Write frames with the ASGI ``send`` itself from now on (the socket has been accepted)."""

@@ -159,6 +159,10 @@ class Session:
     async def _admit(self) -> bool:
         websocket = self.websocket
         try:
+            if self.config.draining:
+                raise WebSocketException(
+                    status.WS_1012_SERVICE_RESTART, error_msg="The server is restarting: connect again shortly."
+                )
             if len(self.channel) > MAX_NAME_LENGTH:
                 # Often taken from the URL: a client must not make every log line and count key huge.
                 raise WebSocketException(error_msg=f"A channel name must be at most {MAX_NAME_LENGTH} characters.")
@@ -193,7 +197,7 @@ class Session:
             await self._follow_user()
             await self._receive_frames(self.owner.frame_handler(self))
         finally:
-            self.connection.on_cut = None
+            self.connection.stop_waiting = None
             if self._watchdog is not None:
                 self._watchdog.stop()
             if self._read_ahead is not None:
@@ -205,7 +209,7 @@ class Session:
         websocket, connection, scope = self.websocket, self.connection, self.websocket.scope
         metrics = self.config.metrics
         self._task = asyncio.current_task()
-        connection.on_cut = self._interrupt
+        connection.stop_waiting = self._interrupt
         config = self.config
         if config.heartbeat_interval or config.idle_timeout or config.max_lifetime:
             self._watchdog = Watchdog(

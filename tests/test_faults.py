@@ -287,3 +287,39 @@ async def test_apps_with_their_own_namespace_and_rooms_of_other_classes_never_me
     finally:
         for server in servers:
             server.close()
+
+
+async def test_drain_tells_every_client_when_to_reconnect_closes_with_1012_and_refuses_new_ones(
+    backend: dict[str, Any], channel_name: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "events"
+    server = faults_server(backend, log)
+    try:
+        url = f"{server.url.replace('http://', 'ws://')}/ws/{channel_name}"
+        clients = [await websockets.connect(url, ping_interval=None) for _ in range(3)]
+        for client in clients:
+            assert await asyncio.wait_for(client.recv(), 5) == "joined"
+        request = urllib.request.Request(f"{server.url}/drain", method="POST")
+        with await asyncio.to_thread(urllib.request.urlopen, request, timeout=5) as response:
+            assert json.load(response) == 3
+        delays = []
+        for client in clients:
+            notice = json.loads(await asyncio.wait_for(client.recv(), 5))
+            assert (notice["type"], notice["reason"]) == ("drain", "Server restarting: reconnect.")
+            delays.append(notice["reconnect_in"])
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(client.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        assert all(1.0 <= delay <= 5.0 for delay in delays)
+        await wait_for_event(log, f"leave {channel_name}", timeout=5)
+        # While draining, a new client is told to come back later rather than joining.
+        async with websockets.connect(url, ping_interval=None) as late:
+            refusal = json.loads(await asyncio.wait_for(late.recv(), 5))
+            assert (refusal["code"], refusal["close"]) == (1012, True)
+        deadline = time.monotonic() + 5
+        while events_in(log).count(f"leave {channel_name}") < 3:
+            assert time.monotonic() < deadline, events_in(log)
+            await asyncio.sleep(0.02)
+        assert events_in(log).count(f"join {channel_name}") == 3
+    finally:
+        server.close()

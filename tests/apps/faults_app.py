@@ -12,7 +12,16 @@ import os
 
 from fastapi import FastAPI, WebSocket
 
-from fastapi_channels import BaseChannel, Channel, PermissionDenied, RateLimitExceeded, action, add_channel, limiter
+from fastapi_channels import (
+    BaseChannel,
+    Channel,
+    PermissionDenied,
+    RateLimitExceeded,
+    action,
+    add_channel,
+    drain,
+    limiter,
+)
 
 app = FastAPI()
 add_channel(
@@ -85,6 +94,11 @@ relay = BaseChannel()  # relays raw text, in channels of its own: a "lobby" here
 @app.websocket("/relay/{channel}")
 async def serve_relay(websocket: WebSocket, channel: str) -> None:
     await relay.connect(websocket, channel=channel)
+
+
+@app.post("/drain")
+async def start_draining() -> int:
+    return drain(app, reconnect_in=(1.0, 5.0))
 
 
 @app.get("/deny")
