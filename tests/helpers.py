@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -76,6 +77,16 @@ def joined(client: TestClient, path: str) -> Iterator[WebSocketTestSession]:
     with client.websocket_connect(path) as ws:
         assert receive_text(ws) == JOINED
         yield ws
+
+
+def unread_socket(base_url: str) -> socket.socket:
+    """Return a TCP connection to the server at ``base_url`` with a tiny receive buffer, for a client that will
+    stop reading: the server then soon has to keep what it sends (pass it as ``websockets.connect(sock=...)``)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    raw.connect((host, int(port)))
+    return raw
 
 
 def call(ws: WebSocketTestSession, name: str, **fields: Any) -> Any:

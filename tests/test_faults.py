@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import pytest
 import websockets
 
 from tests.conftest import UvicornProcess
+from tests.helpers import unread_socket
 
 STUCK_FRAMES = 128
 STUCK_FRAME_SIZE = 128 * 1024  # 16 MiB in all: far more than the socket buffers hold
@@ -68,10 +68,7 @@ async def test_sigterm_with_a_stuck_client_and_an_action_in_flight_exits_in_boun
     server = faults_server(backend, log)
     try:
         url = f"{server.url.replace('http://', 'ws://')}/ws/{channel_name}"
-        host, port = server.url.removeprefix("http://").split(":")
-        raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        raw.connect((host, int(port)))
+        raw = unread_socket(server.url)
         # One client stops reading once it has joined; another runs a 30 s action; a third floods the room.
         stuck = await websockets.connect(url, sock=raw, max_queue=1, ping_interval=None, compression=None)
         busy = await websockets.connect(url, ping_interval=None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import threading
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
 from fastapi_channels.testing import receive_close, receive_json, receive_text
 from tests.conftest import run_uvicorn
-from tests.helpers import greet_on_join, joined, serve
+from tests.helpers import greet_on_join, joined, serve, unread_socket
 
 # -- handshake and reply ordering ----------------------------------------------------------------------
 
@@ -239,12 +238,9 @@ async def test_slow_consumer_not_reading_is_closed_with_1013_while_reader_keeps_
     env = {"SLOW_CONSUMER_BROADCAST_URL": backend["url"], "SLOW_CONSUMER_SEND_QUEUE_SIZE": "4"}
     with run_uvicorn("tests.apps.slow_consumer_app:app", env=env) as base_url:
         url = f"{base_url.replace('http://', 'ws://')}/ws/{channel_name}"
-        host, port = base_url.removeprefix("http://").split(":")
         # A small receive buffer, a client that stops taking frames off it (max_queue=1) once it stops reading,
         # and no compression (the padding would shrink to nothing), so the server soon has to hold the frames.
-        raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        raw.connect((host, int(port)))
+        raw = unread_socket(base_url)
         async with (
             websockets.connect(url, sock=raw, max_queue=1, ping_interval=None, compression=None) as slow,
             websockets.connect(url, max_size=None, ping_interval=None, compression=None) as reader,
@@ -298,10 +294,7 @@ async def test_stuck_client_that_never_reads_is_cut_after_write_timeout_and_its_
     }
     with run_uvicorn("tests.apps.slow_consumer_app:app", env=env) as base_url:
         url = f"{base_url.replace('http://', 'ws://')}/ws/{channel_name}"
-        host, port = base_url.removeprefix("http://").split(":")
-        raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        raw.connect((host, int(port)))
+        raw = unread_socket(base_url)
         async with (
             websockets.connect(url, sock=raw, max_queue=1, ping_interval=None, compression=None) as stuck,
             websockets.connect(url, max_size=None, ping_interval=None, compression=None) as reader,
