@@ -4,6 +4,7 @@ vanishes mid-action, a shutdown with a client that does not read and an action i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.error
@@ -318,5 +319,40 @@ async def test_drain_tells_every_client_when_to_reconnect_closes_with_1012_and_r
             assert time.monotonic() < deadline, events_in(log)
             await asyncio.sleep(0.02)
         assert events_in(log).count(f"join {channel_name}") == 3
+    finally:
+        server.close()
+
+
+def rss_of(pid: int) -> int:
+    """Return the resident memory of process ``pid``, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+async def test_client_that_never_reads_cannot_make_the_server_hold_its_replies(
+    backend: dict[str, Any], channel_name: str, tmp_path: Path
+) -> None:
+    server = faults_server(backend, tmp_path / "events")
+    try:
+        url = f"{server.url.replace('http://', 'ws://')}/ws/{channel_name}"
+        before = rss_of(server.process.pid)
+        sock = unread_socket(server.url)
+        async with websockets.connect(url, sock=sock, max_queue=1, ping_interval=None, compression=None) as client:
+            assert await asyncio.wait_for(client.recv(), 5) == "joined"
+            # 512 KiB echoed back per frame, never read: 200 frames would be 100 MiB of replies to hold.
+            frame = json.dumps({"action": "echo", "text": "x" * (512 * 1024)})
+            sent = 0
+            with contextlib.suppress(TimeoutError, websockets.ConnectionClosed):
+                for _ in range(200):
+                    await asyncio.wait_for(client.send(frame), 2)  # blocks once the server stops reading
+                    sent += 1
+            grown = rss_of(server.process.pid) - before
+            # The server stopped reading its frames once 1 MiB of replies waited (backpressure): it holds a few
+            # MiB of buffers at most, not what the client asked for.
+            assert sent < 200, "the server never stopped reading the client's frames"
+            assert grown < 48 * 1024 * 1024, f"the server grew by {grown / 2**20:.0f} MiB"
+            client.transport.abort()
     finally:
         server.close()
