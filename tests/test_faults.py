@@ -356,3 +356,27 @@ async def test_client_that_never_reads_cannot_make_the_server_hold_its_replies(
             client.transport.abort()
     finally:
         server.close()
+
+
+async def test_hourly_limit_holds_exactly_for_more_keys_than_the_bucket_cache(
+    backend: dict[str, Any], channel_name: str, tmp_path: Path
+) -> None:
+    env = {"FAULTS_URL": backend["url"], "FAULTS_NAMESPACE": backend["namespace"], "FAULTS_CACHED_BUCKETS": "10"}
+    server = UvicornProcess("tests.apps.faults_app:app", env={**env, "FAULTS_LOG": str(tmp_path / "events")})
+    try:
+        server.wait_until_serving()
+        base = f"{server.url.replace('http://', 'ws://')}/ws/{channel_name}"
+        # 30 devices, each its own rate-limit key: three times as many as the server caches buckets for.
+        for turn, device in enumerate([*range(30), 0]):
+            async with websockets.connect(f"{base}?device={device}", ping_interval=None) as client:
+                assert await asyncio.wait_for(client.recv(), 5) == "joined"
+                for _ in range(6):
+                    await client.send(json.dumps({"action": "hourly"}))
+                answers = [await asyncio.wait_for(client.recv(), 5) for _ in range(6)]
+                if turn == 30:  # device 0 again, after 29 others came and went: its hour is still spent
+                    assert all(json.loads(answer)["code"] == 1013 for answer in answers), answers
+                else:
+                    assert answers[:5] == ["ok"] * 5, (device, answers)
+                    assert json.loads(answers[5])["code"] == 1013
+    finally:
+        server.close()

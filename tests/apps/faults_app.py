@@ -2,7 +2,7 @@
 
 Environment: FAULTS_URL (broadcast URL, default memory://), FAULTS_NAMESPACE, FAULTS_LOG (a file each event is
 appended to, so that a test can read it after the process has exited), FAULTS_QUEUE_BYTES, FAULTS_ORIGINS
-(space-separated allowed origins), FAULTS_HEARTBEAT and FAULTS_LIFETIME (seconds).
+(space-separated allowed origins), FAULTS_HEARTBEAT and FAULTS_LIFETIME (seconds), FAULTS_CACHED_BUCKETS.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from fastapi_channels import (
     add_channel,
     drain,
     limiter,
+    throttling,
 )
+
+# A small bucket cache (FAULTS_CACHED_BUCKETS) shows that limits hold whatever the number of keys.
+throttling.MAX_CACHED_BUCKETS = int(os.environ.get("FAULTS_CACHED_BUCKETS", str(throttling.MAX_CACHED_BUCKETS)))
 
 app = FastAPI()
 add_channel(
@@ -67,6 +71,11 @@ class Faults(Channel):
     async def whisper(self, websocket: WebSocket, data: dict[str, str]) -> None:
         """Send ``text`` to this very connection, as a direct message through the backend."""
         await self.send_to_connection(self.get_connection_id(websocket) or "", data.get("text", ""))
+
+    @limiter(times=5, hours=1, identifier=lambda websocket: websocket.query_params.get("device", "none"))
+    @action()
+    async def hourly(self, websocket: WebSocket) -> None:
+        await self.broadcast_to_personal(websocket, "ok")
 
     @action()
     async def shout(self, channel: str, data: dict[str, str]) -> None:
