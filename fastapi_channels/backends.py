@@ -4,7 +4,10 @@ broadcaster 0.3.1's own Redis backend starts listening before redis-py registers
 and then waits forever (with current redis-py), and its listener dies silently when the connection drops.
 ``RedisPubSubBackend`` plugs into broadcaster's extension point instead: one reader task owns the pub/sub
 connection, confirms each subscription before ``subscribe`` returns, and reconnects with backoff,
-resubscribing every channel.
+resubscribing every channel. Its publishes carry a deadline that Redis itself checks, so a message the sender
+gave up on (Redis was frozen or cut off) is never published once Redis answers again.
+
+URLs in messages and logs go through ``redact``: a password never appears there.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
+import time
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from broadcaster import Broadcast, BroadcastBackend, Event
 from redis.asyncio import Redis
@@ -23,11 +28,40 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RedisPubSubBackend", "PostgresBackend", "create_broadcast", "redis_client"]
+__all__ = ["RedisPubSubBackend", "PostgresBackend", "create_broadcast", "redis_client", "redact", "is_unreachable"]
 
 logger = logging.getLogger("fastapi_channels.backends")
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+# ``password=`` in the query string is another way to give redis-py the password.
+_QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&;#]*")
+
+# ARGV: channel, message, deadline in milliseconds of Redis's clock. Returns {receivers, now}, or {-1, now}
+# without publishing when Redis runs it after the deadline (it was frozen or cut off; the sender gave up).
+_PUBLISH_BEFORE_DEADLINE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+if now > tonumber(ARGV[3]) then return {-1, now} end
+return {redis.call('PUBLISH', ARGV[1], ARGV[2]), now}
+"""
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with its password shown as ``***`` (``redis://user:***@host``), fit for messages and logs."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # not even a URL: keep only what follows the last "@", if any
+        return f"***@{url.rpartition('@')[2]}" if "@" in url else url
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        url = url.replace(netloc, f"{userinfo.partition(':')[0]}:***@{host}", 1)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the backend cannot be reached (refused, lost, timed out), not that it refused one."""
+    return isinstance(exc, (*_CONNECTION_ERRORS, asyncio.TimeoutError))
 
 
 def redis_client(url: str) -> Redis:
@@ -45,6 +79,10 @@ class RedisPubSubBackend(BroadcastBackend):
     subscribe_timeout = 5.0
     backoff_initial = 0.1
     backoff_max = 5.0
+    # A publish sent to a Redis that froze (SIGSTOP, a stalled VM, a network partition) sits in Redis's socket
+    # buffer: closing the connection does not take it back, and Redis would run it once it wakes.
+    publish_deadline = 1.0
+    """Seconds after sending after which Redis drops a publish instead of running it; at most ``PUBLISH_TIMEOUT``."""
 
     # Bound to the event loop that first waits on them, so connect() makes them afresh: each start of the
     # app may run on a new loop (every `with TestClient(app)` does).
@@ -58,17 +96,22 @@ class RedisPubSubBackend(BroadcastBackend):
         self._reader: asyncio.Task[None] | None = None
         self._channels: set[str] = set()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._publish_script: Any = None
+        # Redis's clock minus our monotonic clock, in milliseconds: turns a deadline of ours into one of Redis's.
+        self._clock_offset = 0.0
 
     async def connect(self) -> None:
         """Open the connections, failing fast when Redis cannot be reached."""
         self._wakeup = asyncio.Event()
         self._queue = asyncio.Queue()
         self._redis = redis_client(self._url)
+        self._publish_script = self._redis.register_script(_PUBLISH_BEFORE_DEADLINE)
         try:
-            await self._redis.ping()
+            seconds, microseconds = await self._redis.time()
         except _CONNECTION_ERRORS as exc:
             await self._redis.aclose()
-            raise ConnectionError(f"Cannot reach Redis at {self._url!r} for broadcasting: {exc}") from exc
+            raise ConnectionError(f"Cannot reach Redis at {redact(self._url)!r} for broadcasting: {exc}") from exc
+        self._clock_offset = seconds * 1000 + microseconds / 1000 - time.monotonic() * 1000
         self._pubsub = self._redis.pubsub()
         self._reader = asyncio.create_task(self._read(), name="fastapi-channels-redis-reader")
 
@@ -119,9 +162,33 @@ class RedisPubSubBackend(BroadcastBackend):
                 pass
 
     async def publish(self, channel: str, message: Any) -> None:
-        """Publish ``message`` (text) to ``channel``."""
+        """Publish ``message`` (text) to ``channel``, unless Redis gets to it later than ``publish_deadline``.
+
+        Raises:
+            redis.exceptions.TimeoutError: Redis got to it too late and dropped it.
+        """
         assert self._redis is not None, "connect() first"
-        await self._redis.publish(channel, message)
+        sent = time.monotonic()
+        if await self._publish_before_deadline(channel, message, sent):
+            return
+        waited = time.monotonic() - sent
+        # Dropped although answered in time: Redis's clock jumped ahead since the offset was measured. The offset
+        # is fresh now, so try once more against the same give-up time.
+        if waited < self.publish_deadline and await self._publish_before_deadline(channel, message, sent):
+            return
+        raise RedisTimeoutError(
+            f"Redis at {redact(self._url)!r} got to a message {waited:.2f} s after it was sent, later than "
+            f"publish_deadline ({self.publish_deadline} s), and dropped it"
+        )
+
+    async def _publish_before_deadline(self, channel: str, message: Any, sent: float) -> bool:
+        """Publish unless Redis runs the script after ``sent + publish_deadline``; return whether it published."""
+        deadline = int((sent + self.publish_deadline) * 1000 + self._clock_offset)
+        receivers, now = await self._publish_script(args=[channel, message, deadline])
+        # Redis read its clock before we read the answer, so the offset can only come out too small: Redis then
+        # drops a late message slightly early, never publishes one after we gave up.
+        self._clock_offset = now - time.monotonic() * 1000
+        return int(receivers) >= 0
 
     async def next_published(self) -> Event:
         """Return the next message received on a subscribed channel."""
@@ -147,7 +214,7 @@ class RedisPubSubBackend(BroadcastBackend):
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except _CONNECTION_ERRORS as exc:
-                logger.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
+                logger.warning("Redis pub/sub connection to %s lost (%s); reconnecting", redact(self._url), exc)
                 healthy = False
                 continue
             delay = self.backoff_initial
@@ -179,9 +246,11 @@ class RedisPubSubBackend(BroadcastBackend):
             if self._channels:
                 await self._pubsub.subscribe(*self._channels)
         except _CONNECTION_ERRORS as exc:
-            logger.warning("Redis is still unreachable: %s", exc)
+            logger.warning("Redis at %s is still unreachable: %s", redact(self._url), exc)
             return False
-        logger.warning("Redis pub/sub reconnected; resubscribed %d channel(s)", len(self._channels))
+        logger.warning(
+            "Redis pub/sub reconnected to %s; resubscribed %d channel(s)", redact(self._url), len(self._channels)
+        )
         return True
 
 
@@ -219,7 +288,7 @@ class PostgresBackend(BroadcastBackend):
             self._notifier = await asyncpg.connect(self._url)
         except (OSError, asyncpg.PostgresError) as exc:
             await self.disconnect()
-            raise ConnectionError(f"Cannot reach PostgreSQL at {self._url!r} for broadcasting: {exc}") from exc
+            raise ConnectionError(f"Cannot reach PostgreSQL at {redact(self._url)!r} for broadcasting: {exc}") from exc
 
     async def disconnect(self) -> None:
         """Close both connections, leaving the backend ready to connect again."""
@@ -277,6 +346,6 @@ def create_broadcast(url: str, *, backend: BroadcastBackend | None = None) -> Br
         return Broadcast(url)
     except ValueError:
         raise ValueError(
-            f"Unsupported broadcast URL {url!r}: use memory://, redis://, rediss://, redis-stream://, "
+            f"Unsupported broadcast URL {redact(url)!r}: use memory://, redis://, rediss://, redis-stream://, "
             "postgres:// or kafka://, or pass backend= / broadcast=."
         ) from None

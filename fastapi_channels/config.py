@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from starlette import status
 from starlette.websockets import WebSocket
 
-from fastapi_channels.backends import create_broadcast, redis_client
+from fastapi_channels.backends import create_broadcast, redact, redis_client
 from fastapi_channels.layers import ChannelLayer
 from fastapi_channels.metrics import ChannelMetrics
 from fastapi_channels.origin import check_allowed_origins
@@ -69,7 +69,9 @@ class FastAPIChannel:
         check_permission_like(permission_classes)
         check_throttle_like(throttle_classes)
         if limiter_url is not None and urlparse(limiter_url).scheme not in ("redis", "rediss", "memory"):
-            raise ValueError(f"limiter_url must be a redis://, rediss:// or memory:// URL, not {limiter_url!r}.")
+            raise ValueError(
+                f"limiter_url must be a redis://, rediss:// or memory:// URL, not {redact(limiter_url)!r}."
+            )
         if send_queue_size is not None and (not isinstance(send_queue_size, int) or send_queue_size < 1):
             raise ValueError(f"send_queue_size must be a positive number of frames or None, not {send_queue_size!r}.")
         if not isinstance(send_queue_bytes, int) or send_queue_bytes < 1:
@@ -122,7 +124,9 @@ class FastAPIChannel:
                 await self.layer.stop()
                 if self._own_broadcast:
                     await self.broadcast.disconnect()
-                raise ConnectionError(f"Cannot reach Redis at {self.limiter_url!r} for rate limits: {exc}") from exc
+                raise ConnectionError(
+                    f"Cannot reach Redis at {redact(self.limiter_url)!r} for rate limits: {exc}"
+                ) from exc
             self.limiters.redis = redis
         self.generation += 1
         self.started = True
@@ -187,7 +191,7 @@ def _build_presence(presence_url: str | None, url: str, *, namespace: str, ttl: 
         # The same server as the streams: only the scheme differs.
         return RedisPresence(parsed._replace(scheme="redis").geturl(), namespace=namespace, ttl=ttl)
     if presence_url is not None and parsed.scheme != "memory":
-        raise ValueError(f"presence_url must be a redis://, rediss:// or memory:// URL, not {presence_url!r}.")
+        raise ValueError(f"presence_url must be a redis://, rediss:// or memory:// URL, not {redact(presence_url)!r}.")
     return LocalPresence()
 
 

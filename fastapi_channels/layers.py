@@ -20,18 +20,27 @@ from broadcaster import Broadcast
 from starlette.websockets import WebSocket
 
 # create_broadcast and DEFAULT_SEND_QUEUE_SIZE lived here before (as did Connection): the old paths still work.
-from fastapi_channels.backends import create_broadcast  # noqa: F401
+from fastapi_channels.backends import create_broadcast, is_unreachable  # noqa: F401
+from fastapi_channels.breaker import CircuitBreaker
 from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied
 from fastapi_channels.metrics import ChannelMetrics
 from fastapi_channels.outbox import CONNECTION_KEY, DEFAULT_SEND_QUEUE_SIZE, Connection  # noqa: F401
 from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
 
-__all__ = ["ChannelLayer", "PUBLISH_TIMEOUT"]
+__all__ = ["ChannelLayer", "PUBLISH_TIMEOUT", "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_TIMEOUT"]
 
 logger = logging.getLogger("fastapi_channels.layers")
 
-PUBLISH_TIMEOUT = 5.0
+PUBLISH_TIMEOUT = 1.0
 """Seconds after which a publish that has not gone through fails with ``BackendUnavailable`` (never a hang)."""
+
+BREAKER_FAILURE_THRESHOLD = 1
+"""Publishes in a row that fail because the backend cannot be reached before publishing fails fast."""
+
+BREAKER_RESET_TIMEOUT = 1.0
+"""Seconds publishing fails fast, without trying the backend, before one publish probes it again."""
+
+_NOT_SENT = "The message could not be sent: the backend cannot be reached."
 
 
 @dataclass
@@ -70,9 +79,13 @@ class ChannelLayer:
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self._direct = _Group()
+        # The settings are read here, so changes made before add_channel builds the layer apply to it.
+        self._breaker = CircuitBreaker(failure_threshold=BREAKER_FAILURE_THRESHOLD, reset_timeout=BREAKER_RESET_TIMEOUT)
 
     async def start(self) -> None:
         """Start presence and listen for messages addressed to this process's connections and users."""
+        # A new run starts trusting the backend again, whatever the last run learnt about it.
+        self._breaker = CircuitBreaker(failure_threshold=BREAKER_FAILURE_THRESHOLD, reset_timeout=BREAKER_RESET_TIMEOUT)
         await self.presence.start()
         try:
             async with self._direct.lock:
@@ -94,13 +107,19 @@ class ChannelLayer:
         """Send ``text`` to every connection of ``channel`` on every process sharing the backend.
 
         Raises:
-            BackendUnavailable: The backend refused the message or did not take it within ``PUBLISH_TIMEOUT``.
+            BackendUnavailable: The backend refused the message, did not take it within ``PUBLISH_TIMEOUT``, or
+                is known to be down: then it fails at once for ``BREAKER_RESET_TIMEOUT`` s before one tries again.
             PermissionDenied: ``channel`` is the reserved channel of direct messages.
         """
         self.check_channel(channel)
         await self._publish(self.prefix + channel, text)
 
     async def _publish(self, channel: str, text: str) -> None:
+        # While the backend is known to be down, fail at once: waiting on it again would only build a backlog.
+        breaker = self._breaker
+        if not breaker.allow():
+            self.metrics.publish_failures += 1
+            raise BackendUnavailable(error_msg=_NOT_SENT)
         try:
             if sys.version_info >= (3, 11):
                 # Unlike wait_for, a timeout scope starts no extra task: publishing is on every message's path.
@@ -110,8 +129,19 @@ class ChannelLayer:
                 await asyncio.wait_for(self.broadcast.publish(channel, text), PUBLISH_TIMEOUT)
         except Exception as exc:
             self.metrics.publish_failures += 1
-            logger.warning("Publishing to %r failed: %r", channel, exc)
-            raise BackendUnavailable(error_msg="The message could not be sent: the backend cannot be reached.") from exc
+            # A backend that answered but refused this one message is not down: only "unreachable" counts.
+            was_closed = breaker.state == "closed"
+            if is_unreachable(exc):
+                breaker.record_failure()
+            # Failed probes are not logged: a long outage must not flood the log.
+            if was_closed:
+                logger.warning("Publishing to %r failed: %s: %s", channel, type(exc).__name__, exc)
+                if breaker.state != "closed":
+                    logger.warning("Publishes fail at once now; one tries again every %s s", breaker.reset_timeout)
+            raise BackendUnavailable(error_msg=_NOT_SENT) from exc
+        if breaker.state != "closed":
+            logger.warning("Publishing works again")
+        breaker.record_success()
 
     async def send_direct(
         self,

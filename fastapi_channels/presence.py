@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from fastapi_channels.backends import redis_client
+from fastapi_channels.backends import redact, redis_client
 
 __all__ = ["Member", "Presence", "LocalPresence", "RedisPresence", "DEFAULT_PRESENCE_TTL"]
 
@@ -281,7 +281,7 @@ class RedisPresence(Presence):
         except (RedisError, OSError) as exc:
             await self._redis.aclose()
             self._redis = None
-            raise ConnectionError(f"Cannot reach Redis at {self.url!r} for presence: {exc}") from exc
+            raise ConnectionError(f"Cannot reach Redis at {redact(self.url)!r} for presence: {exc}") from exc
         self._renewer = asyncio.create_task(self._renew_forever(), name="fastapi-channels-presence")
 
     async def stop(self) -> None:
@@ -354,7 +354,7 @@ class RedisPresence(Presence):
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             # A write may have been applied before the answer was lost: the next renewal rewrites ours.
             self._stale = True
-            raise PresenceUnavailable(f"Redis at {self.url!r} cannot be reached: {exc!r}") from exc
+            raise PresenceUnavailable(f"Redis at {redact(self.url)!r} cannot be reached: {exc!r}") from exc
 
     async def _resync(self) -> None:
         args: list[str | int] = [self.prefix, self.node, int(self.ttl * 1000)]
