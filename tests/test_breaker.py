@@ -209,9 +209,9 @@ async def test_layer_publish_probes_after_the_reset_timeout_and_works_again_once
         await layer.publish(channel_name, "lost")
     backend.failure = None
     await publish_until_it_works(layer, channel_name, "back", within=5)
-    assert backend.published == [(channel_name, "back")]
+    assert backend.published == [(layer.prefix + channel_name, "back")]
     await layer.publish(channel_name, "and again")
-    assert backend.published[-1] == (channel_name, "and again")
+    assert backend.published[-1] == (layer.prefix + channel_name, "and again")
 
 
 async def test_layer_publish_the_backend_refuses_fails_alone_and_leaves_publishing_open(
@@ -226,7 +226,7 @@ async def test_layer_publish_the_backend_refuses_fails_alone_and_leaves_publishi
     assert isinstance(refused.value.__cause__, ValueError)
     backend.failure = None
     await layer.publish(channel_name, "next")
-    assert backend.published == [(channel_name, "next")]
+    assert backend.published == [(layer.prefix + channel_name, "next")]
 
 
 async def test_layer_publish_cancelled_while_probing_never_leaves_publishing_shut(
@@ -265,6 +265,6 @@ async def test_layer_publish_cancelled_while_probing_never_leaves_publishing_shu
             await prober
         backend.stall = False
         await publish_until_it_works(layer, channel_name, "after", within=5)
-        assert backend.published == [(channel_name, "after")]
+        assert backend.published == [(layer.prefix + channel_name, "after")]
     finally:
         await broadcast.disconnect()
