@@ -21,14 +21,22 @@ from typing import Any
 from urllib.parse import urlparse, urlsplit
 
 from broadcaster import Broadcast, BroadcastBackend, Event
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RedisPubSubBackend", "PostgresBackend", "create_broadcast", "redis_client", "redact", "is_unreachable"]
+__all__ = [
+    "REDIS_MAX_CONNECTIONS",
+    "RedisPubSubBackend",
+    "PostgresBackend",
+    "create_broadcast",
+    "redis_client",
+    "redact",
+    "is_unreachable",
+]
 
 logger = logging.getLogger("fastapi_channels.backends")
 
@@ -64,13 +72,27 @@ def is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, (*_CONNECTION_ERRORS, asyncio.TimeoutError))
 
 
+REDIS_MAX_CONNECTIONS = 64
+"""Connections one client (broadcast, presence, limiter) opens to Redis at most; more commands wait for one."""
+
+
 def redis_client(url: str) -> Redis:
     """Return a Redis client for ``url`` that fails within seconds and retries a command on a fresh connection.
 
     After a Redis restart every pooled connection is stale, and the first command on each would otherwise
-    fail (redis-py's ``from_url`` does not retry by default).
+    fail (redis-py's ``from_url`` does not retry by default). Its pool makes a command wait for a free
+    connection: redis-py 8's default pool refuses the 101st command in flight at once (``MaxConnectionsError``),
+    which a burst of broadcasts reaches, and which would look like Redis being down.
     """
-    return Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5, retry=Retry(ExponentialBackoff(), 3))
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=5,
+        socket_connect_timeout=5,
+        socket_timeout=5,
+        retry=Retry(ExponentialBackoff(), 3),
+    )
+    return Redis.from_pool(pool)
 
 
 class RedisPubSubBackend(BroadcastBackend):

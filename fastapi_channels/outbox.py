@@ -140,6 +140,8 @@ class Connection:
         "metrics",
         "write_timeout",
         "stop_waiting",
+        "backlogged",
+        "_backlog_limit",
         "_max_frames",
         "_max_bytes",
         "_queued_bytes",
@@ -177,8 +179,11 @@ class Connection:
         self.write_timeout = write_timeout
         self.stop_waiting: Callable[[], None] | None = None
         """Called when this side gives up on the client (cut, drained), so that whoever waits on it stops."""
+        self.backlogged = False
+        """Whether so much waits for the client that its session should read none of its frames for now."""
         self._max_frames = send_queue_size
         self._max_bytes = send_queue_bytes
+        self._backlog_limit = min(REPLY_BACKLOG_BYTES, send_queue_bytes)
         self._queued_bytes = 0
         self._queue: deque[_Item] = deque()
         self._writer: asyncio.Task[None] | None = None
@@ -258,11 +263,6 @@ class Connection:
 
     # -- backpressure and slow clients -----------------------------------------------------------------
 
-    @property
-    def backlogged(self) -> bool:
-        """Whether so much waits for the client that its session should read none of its frames for now."""
-        return self._queued_bytes > min(REPLY_BACKLOG_BYTES, self._max_bytes) or not self._fits(0)
-
     async def drained(self) -> None:
         """Wait until the backlog is down to half of ``REPLY_BACKLOG_BYTES``, or the connection has ended."""
         while self.backlogged and not self.closed:
@@ -321,6 +321,8 @@ class Connection:
         self._queue.append(item)
         self._queued_bytes += size
         self.metrics.queue_bytes += size
+        if self._queued_bytes > self._backlog_limit or not self._fits(0):
+            self.backlogged = True
 
     def _write_now(self, item: _Item) -> asyncio.Future[None] | None:
         """Write ``item``; return None when done, else a future that a new writer task settles when it is."""
@@ -432,11 +434,13 @@ class Connection:
         self._queued_bytes = 0
 
     def _wake_drained(self) -> None:
-        drained = self._drained
-        if drained is None or drained.done():
+        if not self.backlogged:
             return
-        if self.closed or (self._queued_bytes <= min(REPLY_BACKLOG_BYTES, self._max_bytes) // 2 and self._fits(0)):
-            drained.set_result(None)
+        if self.closed or (self._queued_bytes <= self._backlog_limit // 2 and self._fits(0)):
+            self.backlogged = False
+            drained = self._drained
+            if drained is not None and not drained.done():
+                drained.set_result(None)
 
 
 async def _within(seconds: float, awaitable: Awaitable[None]) -> None:

@@ -207,7 +207,7 @@ class Session:
 
     async def _receive_frames(self, handle: FrameHandler) -> None:
         websocket, connection, scope = self.websocket, self.connection, self.websocket.scope
-        metrics = self.config.metrics
+        metrics, receive = self.config.metrics, websocket.receive
         self._task = asyncio.current_task()
         connection.stop_waiting = self._interrupt
         config = self.config
@@ -225,7 +225,19 @@ class Session:
                 # The client's own answers are waiting for it: read nothing more until it has taken them.
                 await connection.drained()
                 continue
-            message = await self._next_message()
+            # The next message: the one read ahead while an action waited, else a fresh one.
+            reading, self._read_ahead = self._read_ahead, None
+            self._interruptible = True
+            try:
+                message = await (reading if reading is not None else receive())
+            except asyncio.CancelledError:
+                if not self._gone:
+                    raise
+                _uncancel(self._task)  # cut or expired while waiting: leave
+                connection.closed = True
+                return
+            finally:
+                self._interruptible = False
             text = message.get("text")
             if text is None and message["type"] == "websocket.disconnect":
                 if connection.close_code is None:
@@ -266,20 +278,6 @@ class Session:
                 # The handler closed the socket itself.
                 connection.closed = True
                 return
-
-    async def _next_message(self) -> Message:
-        """Return the client's next message: the one read ahead during an action, else a fresh one."""
-        reading, self._read_ahead = self._read_ahead, None
-        self._interruptible = True
-        try:
-            return await (reading if reading is not None else self.websocket.receive())
-        except asyncio.CancelledError:
-            if not self._gone:
-                raise
-            _uncancel(self._task)
-            return {"type": "websocket.disconnect", "code": status.WS_1006_ABNORMAL_CLOSURE}
-        finally:
-            self._interruptible = False
 
     async def _finish_action(self, running: Coroutine[Any, Any, None], waiting_on: Any) -> None:
         """Finish an action that has to wait, cancelling it if the client goes away meanwhile."""
