@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from example.path import StaticPath, TemplatePath
 from fastapi_channels import add_channel
@@ -35,6 +35,7 @@ __all__ = [
     "app",
     "create_app",
     "ChatMessage",
+    "Shout",
     "BaseRoom",
     "PersonRoom",
     "GroupRoom",
@@ -60,6 +61,12 @@ class ChatMessage(BaseModel):
     message: Any = None
     status: str = "ok"
     request_id: int | str | None = None
+
+
+class Shout(BaseModel):
+    """What the typed ``shout`` action takes: a message (the page also sends the user, which it ignores)."""
+
+    message: Annotated[str, Field(min_length=1, max_length=200)]
 
 
 async def encode_chat_message(data: Any) -> str:
@@ -159,6 +166,11 @@ def build_group_room(app: FastAPI) -> GroupRoom:
     async def close(websocket: WebSocket, channel: str, data: dict[str, Any], **kwargs: Any) -> None:
         """Close the sender's socket."""
         await websocket.close()
+
+    @room.action("shout", summary="Shout a message back to its sender")
+    async def shout(shout: Shout) -> str:
+        """Answer the sender alone with the message in capitals: a typed action, whose payload is validated."""
+        return shout.message.upper()
 
     return room
 

@@ -14,6 +14,7 @@ from fastapi_channels.exceptions import (
     ParseError,
     PermissionDenied,
     RateLimitExceeded,
+    ValidationFailed,
     WebSocketException,
 )
 from fastapi_channels.permission import AllowAny, BasePermission, DenyAll, IsAuthenticated
@@ -46,6 +47,7 @@ __all__ = [
     "ActionNotExist",
     "ActionIsDeprecated",
     "ParseError",
+    "ValidationFailed",
     "NotFound",
     "MethodNotAllowed",
     "ConnectionLimitExceeded",

@@ -1,21 +1,24 @@
 """A channel's actions prepared for one app: what each frame needs, resolved once instead of on every frame.
 
 Preparing an action binds its handler, decides whether its permission check can be skipped (everyone is
-allowed and ``check_permissions`` is not overridden) and builds its rate limiters in the app's limiter store.
-A frame then costs one registry lookup, the checks that can say no, and the call.
+allowed and ``check_permissions`` is not overridden), builds its rate limiters in the app's limiter store and
+picks how to call it (with a payload validation only when the handler has typed parameters). A frame then
+costs one registry lookup, the checks that can say no, and the call.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.websockets import WebSocket
 
-from fastapi_channels.decorators import HANDLER_KEYWORDS, RegisteredAction
+from fastapi_channels.decorators import RegisteredAction
+from fastapi_channels.payloads import Payload
 from fastapi_channels.permission import PermissionLike
+from fastapi_channels.signatures import HANDLER_KEYWORDS
 from fastapi_channels.throttling import LimiterBackend, RateSpec, call_fastapi_limiter, get_limits
 
 __all__ = ["PreparedAction", "PreparedChannel", "Throttle", "prepare_action", "prepare_throttles"]
@@ -37,17 +40,39 @@ class PreparedAction:
     check_permission: bool
     limits: tuple[RateSpec, ...]
     throttles: tuple[Throttle, ...]
+    payload: Payload | None
+    """Validates the payload for the handler's typed parameters; None when it has none."""
+    reply: Callable[[int | str | None, Any], str]
+    """Renders what the handler returns as the reply frame: ``reply(request_id, value)``."""
+    invoke: Callable[[WebSocket, str, dict[str, Any], Any], Any] = field(init=False, repr=False, compare=False)
+    """``call``, or ``call_typed`` for a handler with typed parameters: chosen once, not on every frame."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "invoke", self.call if self.payload is None else self.call_typed)
 
     def call(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> Any:
         """Call the handler with the keywords it names; return what it returns (a coroutine if it is async)."""
         available = (websocket, channel, data, self.name, request_id)
         return self.handler(**{key: available[index] for key, index in self.keywords})
 
-    async def run(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> None:
-        """Call the handler and await it when it is async."""
-        result = self.call(websocket, channel, data, request_id)
+    def call_typed(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> Any:
+        """Validate the payload, then call the handler with it and the keywords it names.
+
+        Raises:
+            ValidationFailed: The payload does not fit the handler's typed parameters.
+        """
+        arguments = self.payload.arguments(data) if self.payload is not None else {}
+        available = (websocket, channel, data, self.name, request_id)
+        for key, index in self.keywords:
+            arguments[key] = available[index]
+        return self.handler(**arguments)
+
+    async def run(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> Any:
+        """Call the handler, await it when it is async, and return what it returns."""
+        result = self.invoke(websocket, channel, data, request_id)
         if self.is_async or inspect.isawaitable(result):
-            await result
+            result = await result
+        return result
 
 
 def prepare_action(
@@ -65,14 +90,16 @@ def prepare_action(
     return PreparedAction(
         name=entry.spec.name,
         handler=handler,
-        # Each keyword the handler names, with its place in the values ``call`` has at hand.
-        keywords=tuple((key, index) for index, key in enumerate(HANDLER_KEYWORDS) if key in entry.accepted),
+        # Each parameter filled from the keywords, with the place of its value in what ``call`` has at hand.
+        keywords=tuple((parameter, HANDLER_KEYWORDS.index(keyword)) for parameter, keyword in entry.keywords),
         is_async=inspect.iscoroutinefunction(handler),
         deprecated=entry.spec.deprecated,
         permission=entry.spec.permission,
         check_permission=not (channel_allows_everyone and action_allows_everyone),
         limits=limits,
         throttles=throttles,
+        payload=entry.payload,
+        reply=entry.reply.render,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI
@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from fastapi_channels.actions import PreparedChannel, prepare_action, prepare_throttles
 from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
-from fastapi_channels.decorators import RegisteredAction, get_action_spec
+from fastapi_channels.decorators import RETURN_ANNOTATION, RegisteredAction, get_action_spec
 from fastapi_channels.decorators import action as declare_action
 from fastapi_channels.exceptions import (
     ActionIsDeprecated,
@@ -419,6 +419,8 @@ class Channel(BaseChannel):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         declared: dict[str, RegisteredAction] = {}
+        # Where the handlers' string annotations are evaluated, besides their module: the class body.
+        namespace = {**vars(cls), cls.__name__: cls}
         for attribute, value in vars(cls).items():
             spec = get_action_spec(value)
             if spec is None:
@@ -428,7 +430,9 @@ class Channel(BaseChannel):
                     f"{cls.__name__} declares the action {spec.name!r} twice "
                     f"({declared[spec.name].target!r} and {attribute!r}): give each a unique name."
                 )
-            declared[spec.name] = RegisteredAction.for_method(spec, attribute, value, owner=cls.__name__)
+            declared[spec.name] = RegisteredAction.for_method(
+                spec, attribute, value, owner=cls.__name__, namespace=namespace
+            )
         inherited = {name: entry for name, entry in cls._class_actions.items() if entry.target not in vars(cls)}
         cls._class_actions = {**inherited, **declared}
 
@@ -442,13 +446,37 @@ class Channel(BaseChannel):
         return [*self._class_actions, *self._instance_actions]
 
     def action(
-        self, name: str | None = None, *, permission: PermissionLike = None, deprecated: bool = False
+        self,
+        name: str | None = None,
+        *,
+        permission: PermissionLike = None,
+        deprecated: bool = False,
+        summary: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        response_model: Any = RETURN_ANNOTATION,
+        response_model_exclude_none: bool = False,
+        response_model_exclude_unset: bool = False,
+        response_model_exclude_defaults: bool = False,
+        response_model_by_alias: bool = True,
     ) -> Callable[[F], F]:
-        """Register a plain function as an action of this channel object only."""
-        check_permission_like(permission)
+        """Register a plain function as an action of this channel object only (the arguments of ``@action``)."""
+        declare = declare_action(
+            name,
+            permission=permission,
+            deprecated=deprecated,
+            summary=summary,
+            description=description,
+            tags=tags,
+            response_model=response_model,
+            response_model_exclude_none=response_model_exclude_none,
+            response_model_exclude_unset=response_model_exclude_unset,
+            response_model_exclude_defaults=response_model_exclude_defaults,
+            response_model_by_alias=response_model_by_alias,
+        )
 
         def decorator(func: F) -> F:
-            declare_action(name, permission=permission, deprecated=deprecated)(func)
+            declare(func)
             spec = get_action_spec(func)
             if spec is None:  # pragma: no cover - declare_action always attaches one
                 raise TypeError(f"{func!r} could not be declared as an action.")
@@ -471,7 +499,7 @@ class Channel(BaseChannel):
         """Return what handles each frame of ``session``: ``on_receive`` if overridden, else an inlined dispatch."""
         if type(self).on_receive is not Channel.on_receive:
             return super().frame_handler(session)
-        websocket, channel, config = session.websocket, session.channel, session.config
+        websocket, channel, config, connection = session.websocket, session.channel, session.config, session.connection
         prepared = self._prepared_for(config)
         own_throttles = _overrides(self, "check_throttles")
         everything = f"{channel}:*"
@@ -499,9 +527,14 @@ class Channel(BaseChannel):
                     await throttle(websocket, everything)
                 for throttle in action.throttles:
                     await throttle(websocket, f"{channel}:{name}")
-            result = action.call(websocket, channel, data, request_id)
+            result = action.invoke(websocket, channel, data, request_id)
             if action.is_async or inspect.isawaitable(result):
-                await result
+                result = await result
+            if result is not None:
+                # Through the outbox, as broadcast_to_personal: the reply keeps its place among the frames sent.
+                written = connection.write(action.reply(request_id, result))
+                if written is not None:
+                    await written
 
         return dispatch
 
@@ -518,7 +551,11 @@ class Channel(BaseChannel):
             raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
         await self.check_permissions(websocket, name, channel, entry.spec.permission)
         await self.check_throttles(websocket, channel, name, get_limits(entry.function(self)))
-        await entry.call(self, websocket=websocket, channel=channel, data=data, action=name, request_id=request_id)
+        result = await entry.call(
+            self, websocket=websocket, channel=channel, data=data, action=name, request_id=request_id
+        )
+        if result is not None:
+            await self.broadcast_to_personal(websocket, entry.reply.render(request_id, result))
 
     def _registry(self) -> dict[str, RegisteredAction]:
         return {**self._class_actions, **self._instance_actions}

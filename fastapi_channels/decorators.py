@@ -1,15 +1,29 @@
-"""The ``@action`` decorator: it attaches an action spec to a function and returns the same function."""
+"""The ``@action`` decorator: it attaches an action spec to a function and returns the same function.
+
+A channel registers each decorated handler as a ``RegisteredAction`` when its class is created (or when
+``room.action(...)`` registers a function). The handler's signature is read then, once (see ``signatures``):
+which keyword fills each parameter, the validator of a typed payload and the shape of the replies.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from fastapi_channels.payloads import Payload, Reply
 from fastapi_channels.permission import PermissionLike, check_permission_like
+from fastapi_channels.signatures import HANDLER_KEYWORDS, RETURN_ANNOTATION, HandlerSignature
 
-__all__ = ["action", "ActionSpec", "RegisteredAction", "get_action_spec", "HANDLER_KEYWORDS"]
+__all__ = [
+    "action",
+    "ActionSpec",
+    "RegisteredAction",
+    "get_action_spec",
+    "HANDLER_KEYWORDS",
+    "RETURN_ANNOTATION",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,12 +32,20 @@ ACTION_ATTR = "__fastapi_channels_action__"
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """What ``@action`` declared: the public name, its permission and whether it is deprecated."""
+    """What ``@action`` declared: the public name, its checks, the shape of its replies and what documents it."""
 
     name: str
     permission: PermissionLike = None
     deprecated: bool = False
     doc: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    response_model: Any = RETURN_ANNOTATION
+    response_model_exclude_none: bool = False
+    response_model_exclude_unset: bool = False
+    response_model_exclude_defaults: bool = False
+    response_model_by_alias: bool = True
 
 
 @overload
@@ -32,7 +54,18 @@ def action(name: F) -> F: ...
 
 @overload
 def action(
-    name: str | None = None, *, permission: PermissionLike = None, deprecated: bool = False
+    name: str | None = None,
+    *,
+    permission: PermissionLike = None,
+    deprecated: bool = False,
+    summary: str | None = None,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+    response_model: Any = RETURN_ANNOTATION,
+    response_model_exclude_none: bool = False,
+    response_model_exclude_unset: bool = False,
+    response_model_exclude_defaults: bool = False,
+    response_model_by_alias: bool = True,
 ) -> Callable[[F], F]: ...
 
 
@@ -41,6 +74,14 @@ def action(
     *,
     permission: PermissionLike = None,
     deprecated: bool = False,
+    summary: str | None = None,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+    response_model: Any = RETURN_ANNOTATION,
+    response_model_exclude_none: bool = False,
+    response_model_exclude_unset: bool = False,
+    response_model_exclude_defaults: bool = False,
+    response_model_by_alias: bool = True,
 ) -> Any:
     """Declare a channel method as the handler of the action ``name`` (the function's name by default).
 
@@ -48,6 +89,15 @@ def action(
         name: The value clients send in the frame's ``action`` field.
         permission: Checked before the action runs, after the channel's ``permission_classes``.
         deprecated: Answer every call with an ``ActionIsDeprecated`` error frame instead of running it.
+        summary: A short description of the action, for generated documentation.
+        description: A longer description; the docstring is kept as ``doc`` either way.
+        tags: Names to group the action under in generated documentation.
+        response_model: Validate and shape what the handler returns (its return annotation by default;
+            None sends the value as it is).
+        response_model_exclude_none: Leave out the response model's fields that are None.
+        response_model_exclude_unset: Leave out the response model's fields that were not set.
+        response_model_exclude_defaults: Leave out the response model's fields that have their default value.
+        response_model_by_alias: Name the response model's fields by their aliases.
     """
     if callable(name):
         # Used bare, as ``@action`` without parentheses.
@@ -55,17 +105,29 @@ def action(
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"action name must be a non-empty string, not {name!r}.")
     check_permission_like(permission)
+    for label, text in (("summary", summary), ("description", description)):
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"action {label} must be a string or None, not {text!r}.")
+    if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags or ()):
+        raise TypeError(f"action tags must be a list of strings, not {tags!r}.")
+    options = {
+        "permission": permission,
+        "deprecated": deprecated,
+        "summary": summary,
+        "description": description,
+        "tags": tuple(tags or ()),
+        "response_model": response_model,
+        "response_model_exclude_none": response_model_exclude_none,
+        "response_model_exclude_unset": response_model_exclude_unset,
+        "response_model_exclude_defaults": response_model_exclude_defaults,
+        "response_model_by_alias": response_model_by_alias,
+    }
 
     def decorator(func: F) -> F:
         if not callable(func):
             raise TypeError(f"@action decorates functions, not {func!r}.")
-        spec = ActionSpec(
-            name=name or func.__name__,
-            permission=permission,
-            deprecated=deprecated,
-            doc=(func.__doc__ or "").strip() or None,
-        )
-        setattr(func, ACTION_ATTR, spec)
+        doc = (func.__doc__ or "").strip() or None
+        setattr(func, ACTION_ATTR, ActionSpec(name=name or func.__name__, doc=doc, **options))
         return func
 
     return decorator
@@ -79,70 +141,94 @@ def get_action_spec(func: Any) -> ActionSpec | None:
 
 @dataclass(frozen=True)
 class RegisteredAction:
-    """An action in a channel's registry: its spec, where its handler lives and the keywords the handler takes."""
+    """An action in a channel's registry: its spec, where its handler lives and what the handler's parameters take."""
 
     spec: ActionSpec
     target: str | Callable[..., Any]
-    accepted: frozenset[str]
+    keywords: tuple[tuple[str, str], ...]
+    """Each parameter filled from ``HANDLER_KEYWORDS``, with the keyword that fills it: ``("ws", "websocket")``."""
+    payload: Payload | None
+    """Validates the payload for the handler's typed parameters; None when it has none."""
+    reply: Reply
+    """Renders what the handler returns as its reply frame."""
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """Return the names of the parameters filled from ``HANDLER_KEYWORDS``."""
+        return frozenset(parameter for parameter, _ in self.keywords)
 
     @classmethod
-    def for_method(cls, spec: ActionSpec, attribute: str, func: Any, *, owner: str = "") -> RegisteredAction:
-        """Register the method stored on the class under ``attribute``.
+    def for_method(
+        cls,
+        spec: ActionSpec,
+        attribute: str,
+        func: Any,
+        *,
+        owner: str = "",
+        namespace: Mapping[str, Any] | None = None,
+    ) -> RegisteredAction:
+        """Register the method stored on the class under ``attribute``; ``namespace`` helps resolve annotations.
 
         Raises:
-            TypeError: The handler has a required parameter that no action call fills.
+            TypeError: The handler has a parameter that no action call fills, or types pydantic cannot validate.
         """
         where = f"{owner}.{attribute}" if owner else attribute
         if isinstance(func, staticmethod):
-            return cls(spec, attribute, _accepted_keywords(func.__func__, where, bound=False))
+            return cls._read(spec, attribute, func.__func__, where, bound=False, namespace=namespace)
         if isinstance(func, classmethod):
             func = func.__func__
-        return cls(spec, attribute, _accepted_keywords(func, where, bound=True))
+        return cls._read(spec, attribute, func, where, bound=True, namespace=namespace)
 
     @classmethod
     def for_function(cls, spec: ActionSpec, func: Callable[..., Any]) -> RegisteredAction:
         """Register a plain function.
 
         Raises:
-            TypeError: The function has a required parameter that no action call fills.
+            TypeError: The function has a parameter that no action call fills, or types pydantic cannot validate.
         """
-        return cls(spec, func, _accepted_keywords(func, getattr(func, "__qualname__", repr(func)), bound=False))
+        where = getattr(func, "__qualname__", repr(func))
+        return cls._read(spec, func, func, where, bound=False, namespace=None)
+
+    @classmethod
+    def _read(
+        cls,
+        spec: ActionSpec,
+        target: str | Callable[..., Any],
+        func: Callable[..., Any],
+        where: str,
+        *,
+        bound: bool,
+        namespace: Mapping[str, Any] | None,
+    ) -> RegisteredAction:
+        signature = HandlerSignature.read(
+            func,
+            action=spec.name,
+            where=where,
+            bound=bound,
+            namespace=namespace,
+            response_model=spec.response_model,
+            exclude_none=spec.response_model_exclude_none,
+            exclude_unset=spec.response_model_exclude_unset,
+            exclude_defaults=spec.response_model_exclude_defaults,
+            by_alias=spec.response_model_by_alias,
+        )
+        return cls(spec, target, signature.keywords, signature.payload, signature.reply)
 
     def function(self, owner: Any) -> Callable[..., Any]:
         """Return the handler (bound to ``owner`` for a method)."""
         return getattr(owner, self.target) if isinstance(self.target, str) else self.target
 
-    async def call(self, owner: Any, **available: Any) -> None:
-        """Call the handler with the keywords it accepts."""
-        keywords = {key: value for key, value in available.items() if key in self.accepted}
-        result = self.function(owner)(**keywords)
+    async def call(self, owner: Any, **available: Any) -> Any:
+        """Validate the payload, call the handler with what its parameters take and return what it returns.
+
+        Raises:
+            ValidationFailed: The payload does not fit the handler's typed parameters.
+        """
+        arguments = self.payload.arguments(available.get("data") or {}) if self.payload is not None else {}
+        for parameter, keyword in self.keywords:
+            if keyword in available:
+                arguments[parameter] = available[keyword]
+        result = self.function(owner)(**arguments)
         if inspect.isawaitable(result):
-            await result
-
-
-HANDLER_KEYWORDS = ("websocket", "channel", "data", "action", "request_id")
-"""The keywords an action handler may name; it receives exactly those it names."""
-
-
-def _accepted_keywords(func: Callable[..., Any], where: str, *, bound: bool) -> frozenset[str]:
-    """Return the keywords to pass ``func``, refusing at definition time a parameter that nothing fills."""
-    parameters = list(inspect.signature(func).parameters.values())
-    if (
-        bound
-        and parameters
-        and parameters[0].kind in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD)
-    ):
-        parameters = parameters[1:]  # self (or cls)
-    named = frozenset(parameter.name for parameter in parameters)
-    for parameter in parameters:
-        required = parameter.default is parameter.empty
-        unfilled = parameter.kind is parameter.POSITIONAL_ONLY or parameter.name not in HANDLER_KEYWORDS
-        if required and unfilled and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            raise TypeError(
-                f"The action handler {where} has the parameter {parameter.name!r}, which no action call fills: "
-                f"name its parameters from {', '.join(HANDLER_KEYWORDS)} (as keywords), or give it a default."
-            )
-    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
-        # **kwargs receives websocket, channel and data, plus any other keyword the handler names itself.
-        return named | {"websocket", "channel", "data"}
-    return named & frozenset(HANDLER_KEYWORDS)
+            result = await result
+        return result

@@ -14,6 +14,7 @@ __all__ = [
     "ActionNotExist",
     "ActionIsDeprecated",
     "ParseError",
+    "ValidationFailed",
     "NotFound",
     "MethodNotAllowed",
     "ConnectionLimitExceeded",
@@ -130,6 +131,24 @@ class ParseError(WebSocketException):
     default_code = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
     default_error_msg = "The message could not be parsed."
     default_close = False
+
+
+class ValidationFailed(WebSocketException):
+    """The frame's payload does not fit the action's typed parameters; the socket stays open.
+
+    ``detail`` lists what is wrong, one ``{"loc": [...], "msg": ..., "type": ...}`` per field, as FastAPI's
+    422 body does; each ``loc`` starts with ``"payload"``. It is sent as the error frame's ``detail`` field.
+    """
+
+    http_status = 422
+    default_code = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+    default_error_msg = "The payload is not valid."
+    default_close = False
+
+    def __init__(self, *args: Any, detail: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        self.detail = detail if detail is not None else []
+        kwargs.setdefault("detail", self.detail)
+        super().__init__(*args, **kwargs)
 
 
 class NotFound(WebSocketException):

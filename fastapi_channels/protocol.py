@@ -2,6 +2,7 @@
 
 Incoming frames are JSON text objects: ``{"action": "<name>", "request_id": <optional>, ...}``.
 Error frames are JSON objects with at least ``type``, ``status``, ``action``, ``request_id`` and ``errors``.
+Reply frames (what an action returns) are ``{"type": "response", "status": "ok", "action", "request_id", "data"}``.
 JSON is read and written by pydantic-core (a dependency through pydantic): several times faster than the
 standard library on the small objects frames are, and strict (no ``NaN``, no lone surrogate escapes).
 """
@@ -26,6 +27,8 @@ __all__ = [
     "internal_error_payload",
     "parse_frame",
     "render",
+    "render_reply",
+    "reply_head",
     "request_id_of",
 ]
 
@@ -120,6 +123,16 @@ def internal_error_payload(*, action: str | None = None, request_id: int | str |
         "code": 1011,
         "close": True,
     }
+
+
+def reply_head(action: str) -> bytes:
+    """Return the start of the reply frames of ``action``, up to its ``request_id`` value: built once per action."""
+    return b'{"type":"response","status":"ok","action":' + to_json(action) + b',"request_id":'
+
+
+def render_reply(head: bytes, request_id: int | str | None, data: bytes) -> str:
+    """Render a reply frame from ``reply_head(action)``, the request's ``request_id`` and the JSON of its ``data``."""
+    return (head + to_json(request_id) + b',"data":' + data + b"}").decode()
 
 
 def encode(data: Any) -> str:

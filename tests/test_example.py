@@ -183,7 +183,7 @@ def test_demo_homepage_lists_every_channel_with_its_actions_from_the_channel_obj
         "error",
         "close",
     ]
-    assert page.listed["/group"]["actions"] == ["message", "error_true", "error_false", "close"]
+    assert page.listed["/group"]["actions"] == ["message", "error_true", "error_false", "close", "shout"]
 
 
 def test_demo_homepage_action_registered_later_is_listed() -> None:
@@ -243,6 +243,28 @@ def test_demo_count_endpoint_counts_live_connections() -> None:
             body = client.get("/count/group").json()
             assert body == {"room": "group", "channel": "group_channel", "connections": 2, "max_connection": 200}
         assert client.get("/count/nowhere").status_code == 404
+
+
+def test_demo_group_room_shout_replies_to_its_sender_only_and_refuses_an_empty_message() -> None:
+    with TestClient(create_app("memory://"), client=unique_client()) as client:
+        with client.websocket_connect("/group") as alice, client.websocket_connect("/group") as bob:
+            assert receive_text(alice) == JOIN_NOTICE
+            assert receive_text(bob) == JOIN_NOTICE
+            alice.send_json(chat("shout", 5, message="hello bob"))
+            assert receive_json(alice) == {
+                "type": "response",
+                "status": "ok",
+                "action": "shout",
+                "request_id": 5,
+                "data": "HELLO BOB",
+            }
+            alice.send_json(chat("shout", 6, message=""))
+            frame = receive_json(alice)
+            assert_error(frame, "shout", 6, code=1007, close=False)
+            assert frame["detail"][0]["loc"] == ["payload", "message"]
+            # Bob saw neither: the answer to his own shout is the next frame he gets.
+            bob.send_json(chat("shout", 7, user="bob", message="hi"))
+            assert receive_json(bob)["data"] == "HI"
 
 
 def test_demo_rejects_a_message_without_user_with_a_readable_error(backend: dict[str, str | None]) -> None:

@@ -179,6 +179,10 @@ def test_demo_page_two_browsers_chat_see_own_errors_and_leave_notice(
     assert 0 < float(limited.get_attribute("data-retry-after") or 0) <= 3
     assert "Retry in" in limited.text and "try again in" in limited.text and "only you see this" in limited.text
 
+    # A typed action: its reply is what it returned, for alice alone.
+    alice.click_action("shout")
+    assert alice.wait_entries("reply", 1, "shout")[0].find_element(By.CSS_SELECTOR, ".entry-body").text == "HELLO BOB"
+
     # An action nobody has the permission for: bob sees its error frame, the socket stays open.
     bob.click_action("error_false")
     denied = bob.wait_entries("error", 1, "error_false")[0]
@@ -199,8 +203,8 @@ def test_demo_page_two_browsers_chat_see_own_errors_and_leave_notice(
     assert not banner.is_displayed()
     alice.wait_count(2)
 
-    # Error frames reach their sender only: no page shows the other one's errors.
-    assert bob.entries("limited") == []
+    # Error frames and replies reach their sender only: no page shows the other one's.
+    assert bob.entries("limited") == [] and bob.entries("reply") == []
     assert alice.entries("error") == []
     assert len(bob.entries("error")) == 2  # error_false and error_true
     alice.screenshot("alice")

@@ -167,6 +167,12 @@
     if (frame.status === "bad" || frame.errors) {
       return describeError(frame);
     }
+    if (frame.type === "response" && frame.status === "ok") {
+      // The reply of a typed action: what it returned, sent to this page alone.
+      const body = typeof frame.data === "string" ? frame.data : JSON.stringify(frame.data);
+      const about = "only you see this · action " + frame.action + " · request_id " + frame.request_id;
+      return ["reply", "reply to you", body, about, { action: frame.action, requestId: frame.request_id }];
+    }
     const mine = frame.request_id != null && sent.has(String(frame.request_id)) && frame.user === ui.user.value;
     const who = frame.user != null ? frame.user : "?";
     const message = typeof frame.message === "string" ? frame.message : JSON.stringify(frame.message);
