@@ -46,9 +46,12 @@ class PreparedAction:
     """Renders what the handler returns as the reply frame: ``reply(request_id, value)``."""
     invoke: Callable[[WebSocket, str, dict[str, Any], Any], Any] = field(init=False, repr=False, compare=False)
     """``call``, or ``call_typed`` for a handler with typed parameters: chosen once, not on every frame."""
+    checked: bool = field(init=False, repr=False, compare=False)
+    """Whether a frame must be checked before the call: deprecated, a permission to ask, or limits to spend."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "invoke", self.call if self.payload is None else self.call_typed)
+        object.__setattr__(self, "checked", self.deprecated or self.check_permission or bool(self.throttles))
 
     def call(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> Any:
         """Call the handler with the keywords it names; return what it returns (a coroutine if it is async)."""

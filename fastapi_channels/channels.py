@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketState
 
-from fastapi_channels.actions import PreparedChannel, prepare_action, prepare_throttles
+from fastapi_channels.actions import PreparedAction, PreparedChannel, prepare_action, prepare_throttles
 from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.decorators import RETURN_ANNOTATION, RegisteredAction, get_action_spec
 from fastapi_channels.decorators import action as declare_action
@@ -34,7 +34,7 @@ from fastapi_channels.origin import check_allowed_origins
 from fastapi_channels.outbox import CONNECTION_KEY, Connection
 from fastapi_channels.permission import PermissionLike, allows_everyone, check_permission_like, has_permission
 from fastapi_channels.presence import Member, PresenceUnavailable
-from fastapi_channels.protocol import Frame, action_of, encode, parse_frame, request_id_of
+from fastapi_channels.protocol import MAX_NAME_LENGTH, Frame, action_of, encode, parse_frame, request_id_of
 from fastapi_channels.session import FrameHandler, Session, current_config, session_of
 from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
 
@@ -348,10 +348,14 @@ class BaseChannel:
 
     # -- the connection --------------------------------------------------------------------------------
 
-    async def connect(self, websocket: WebSocket, channel: str | None = None) -> None:
-        """Serve ``websocket`` in ``channel`` (this channel's name by default) until the connection ends."""
+    def connect(self, websocket: WebSocket, channel: str | None = None) -> Coroutine[Any, Any, None]:
+        """Serve ``websocket`` in ``channel`` (this channel's name by default) until the connection ends.
+
+        Await it: ``await room.connect(websocket)``. It returns the session's coroutine rather than awaiting it,
+        which keeps one coroutine frame fewer between the server and every frame the client sends.
+        """
         channel = _check_channel_name(channel) if channel is not None else self.channel
-        await Session(self, websocket, channel, self.get_config(websocket)).run()
+        return Session(self, websocket, channel, self.get_config(websocket)).run()
 
     def frame_handler(self, session: Session) -> FrameHandler:
         """Return what handles each text frame of ``session``: ``on_receive``, or an inlined relay."""
@@ -507,8 +511,14 @@ class Channel(BaseChannel):
         async def dispatch(text: str) -> None:
             nonlocal prepared
             data = parse_frame(text) if self._plain_decode else await self.decode(text)
-            session.request_id = request_id = request_id_of(data)
-            session.action = name = action_of(data)
+            # The common frame, an action name and no request_id, is read without a call; the rest is checked.
+            request_id = data.get("request_id")
+            if request_id is not None:
+                request_id = request_id_of(data)
+            name = data.get("action")
+            if type(name) is not str or not 0 < len(name) <= MAX_NAME_LENGTH:
+                name = action_of(data)
+            session.request_id, session.action = request_id, name
             if prepared.version != self._version:
                 prepared = self._prepared_for(config)
             action = prepared.actions.get(name)
@@ -516,6 +526,18 @@ class Channel(BaseChannel):
                 if name == "pong":
                     return  # the answer to a heartbeat ping: the frame itself showed the client is there
                 raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
+            if action.checked or own_throttles or prepared.throttles:
+                await check(action, name)
+            result = action.invoke(websocket, channel, data, request_id)
+            if action.is_async or inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                # Through the outbox, as broadcast_to_personal: the reply keeps its place among the frames sent.
+                written = connection.write(action.reply(request_id, result))
+                if written is not None:
+                    await written
+
+        async def check(action: PreparedAction, name: str) -> None:
             if action.deprecated:
                 raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
             if action.check_permission:
@@ -527,14 +549,6 @@ class Channel(BaseChannel):
                     await throttle(websocket, everything)
                 for throttle in action.throttles:
                     await throttle(websocket, f"{channel}:{name}")
-            result = action.invoke(websocket, channel, data, request_id)
-            if action.is_async or inspect.isawaitable(result):
-                result = await result
-            if result is not None:
-                # Through the outbox, as broadcast_to_personal: the reply keeps its place among the frames sent.
-                written = connection.write(action.reply(request_id, result))
-                if written is not None:
-                    await written
 
         return dispatch
 

@@ -90,11 +90,13 @@ class SendCapture:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """Note ``send`` in a websocket's scope, then call the app."""
         if scope["type"] == "websocket":
             scope[SEND_KEY] = send
-        await self.app(scope, receive, send)
+        # Returned, not awaited: every resumption of a connection's task walks each coroutine frame that awaits
+        # it, and a middleware that only notes something in the scope need not be one of them.
+        return self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)

@@ -181,22 +181,92 @@ class Session:
         return True
 
     async def _serve(self) -> None:
-        websocket, channel, connection, events = self.websocket, self.channel, self.connection, self.owner.events
+        """Join, handle the client's frames until the connection ends, and leave exactly once.
+
+        The frame loop is written out here rather than in a method of its own: every frame resumes each
+        coroutine that awaits the loop, so one level fewer is paid on every frame.
+        """
+        websocket, connection, scope = self.websocket, self.connection, self.websocket.scope
+        metrics, receive = self.config.metrics, websocket.receive
         stack = contextlib.AsyncExitStack()
         joined = False
         try:
-            try:
-                await stack.enter_async_context(events.open_lifespan(self.owner, websocket, channel))
-                await events.run_join(websocket, channel)
-            except Exception as exc:
-                await self.fail(exc)
-                if connection.closing or connection.closed:
-                    return
-            joined = True
+            joined = await self._join(stack)
+            if not joined:
+                return
             # A join handler may have logged the client in (scope["user"]).
             await self._follow_user()
-            await self._receive_frames(self.owner.frame_handler(self))
+            handle = self.owner.frame_handler(self)
+            watchdog = self._start_watching()
+            connected = WebSocketState.CONNECTED
+            # The task may be interrupted (a cut, an expiry, a disconnect seen during an action) while it waits for
+            # the client or for an action: anywhere in this loop but where it says otherwise.
+            self._interruptible = True
+            while not (connection.closing or connection.closed):
+                if connection.backlogged:
+                    # The client's own answers are waiting for it: read nothing more until it has taken them.
+                    # A cut wakes this wait itself, so it is not interrupted.
+                    self._interruptible = False
+                    await connection.drained()
+                    self._interruptible = True
+                    continue
+                # The next message: the one read ahead while an action waited, else a fresh one.
+                reading, self._read_ahead = self._read_ahead, None
+                try:
+                    message = await (reading if reading is not None else receive())
+                except asyncio.CancelledError:
+                    if not self._gone:
+                        raise
+                    _uncancel(self._task)  # cut or expired while waiting: leave
+                    connection.closed = True
+                    return
+                text = message.get("text")
+                if text is None and message["type"] == "websocket.disconnect":
+                    if connection.close_code is None:
+                        connection.close_code = message.get("code", status.WS_1005_NO_STATUS_RCVD)
+                    connection.closed = True
+                    return
+                metrics.frames_in += 1
+                if watchdog is not None:
+                    watchdog.seen()
+                self.action = self.request_id = None
+                try:
+                    if text is None:
+                        raise ParseError(
+                            status.WS_1003_UNSUPPORTED_DATA,
+                            error_msg="Binary frames are not supported: send JSON text.",
+                        )
+                    running = handle(text)
+                    try:
+                        waiting_on = running.send(None)
+                    except StopIteration:
+                        pass  # done without waiting: the usual case, with no watcher needed
+                    else:
+                        await self._finish_action(running, waiting_on)
+                except LimitHandled:
+                    metrics.rate_limit_refusals += 1
+                except asyncio.CancelledError:
+                    if not self._gone:
+                        raise
+                    # The client went away mid-action, and the action was cancelled: leave at once.
+                    _uncancel(self._task)
+                    connection.closed = True
+                    return
+                except Exception as exc:
+                    self._interruptible = False  # answering must not be cut short
+                    await self.fail(exc)
+                    self._interruptible = True
+                if scope.get("user") is not self._user:
+                    # The action logged the client in or out: address it by its new name from now on.
+                    self._interruptible = False
+                    await self._follow_user()
+                    self._interruptible = True
+                if websocket.application_state is not connected:
+                    # The handler closed the socket itself.
+                    connection.closed = True
+                    return
         finally:
+            self._interruptible = False
             self.connection.stop_waiting = None
             if self._watchdog is not None:
                 self._watchdog.stop()
@@ -205,12 +275,22 @@ class Session:
             # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
             await _run_to_the_end(self._leave(stack, joined=joined))
 
-    async def _receive_frames(self, handle: FrameHandler) -> None:
-        websocket, connection, scope = self.websocket, self.connection, self.websocket.scope
-        metrics, receive = self.config.metrics, websocket.receive
+    async def _join(self, stack: contextlib.AsyncExitStack) -> bool:
+        """Enter the connection's lifespan and run the join handlers; return whether the client may stay."""
+        websocket, channel, events = self.websocket, self.channel, self.owner.events
+        try:
+            await stack.enter_async_context(events.open_lifespan(self.owner, websocket, channel))
+            await events.run_join(websocket, channel)
+        except Exception as exc:
+            await self.fail(exc)
+            return not (self.connection.closing or self.connection.closed)
+        return True
+
+    def _start_watching(self) -> Watchdog | None:
+        """Let a cut or an expiry interrupt the session, and start the heartbeat and timeouts, if any."""
+        config, connection = self.config, self.connection
         self._task = asyncio.current_task()
         connection.stop_waiting = self._interrupt
-        config = self.config
         if config.heartbeat_interval or config.idle_timeout or config.max_lifetime:
             self._watchdog = Watchdog(
                 heartbeat_interval=config.heartbeat_interval,
@@ -219,65 +299,7 @@ class Session:
                 ping=lambda: connection.reply(PING_FRAME),
                 expire=self._expire,
             )
-        watchdog = self._watchdog
-        while not (connection.closing or connection.closed):
-            if connection.backlogged:
-                # The client's own answers are waiting for it: read nothing more until it has taken them.
-                await connection.drained()
-                continue
-            # The next message: the one read ahead while an action waited, else a fresh one.
-            reading, self._read_ahead = self._read_ahead, None
-            self._interruptible = True
-            try:
-                message = await (reading if reading is not None else receive())
-            except asyncio.CancelledError:
-                if not self._gone:
-                    raise
-                _uncancel(self._task)  # cut or expired while waiting: leave
-                connection.closed = True
-                return
-            finally:
-                self._interruptible = False
-            text = message.get("text")
-            if text is None and message["type"] == "websocket.disconnect":
-                if connection.close_code is None:
-                    connection.close_code = message.get("code", status.WS_1005_NO_STATUS_RCVD)
-                connection.closed = True
-                return
-            metrics.frames_in += 1
-            if watchdog is not None:
-                watchdog.seen()
-            self.action = self.request_id = None
-            try:
-                if text is None:
-                    raise ParseError(
-                        status.WS_1003_UNSUPPORTED_DATA, error_msg="Binary frames are not supported: send JSON text."
-                    )
-                running = handle(text)
-                try:
-                    waiting_on = running.send(None)
-                except StopIteration:
-                    pass  # done without waiting: the usual case, with no watcher needed
-                else:
-                    await self._finish_action(running, waiting_on)
-            except LimitHandled:
-                metrics.rate_limit_refusals += 1
-            except asyncio.CancelledError:
-                if not self._gone:
-                    raise
-                # The client went away mid-action, and the action was cancelled: leave at once.
-                _uncancel(self._task)
-                connection.closed = True
-                return
-            except Exception as exc:
-                await self.fail(exc)
-            if scope.get("user") is not self._user:
-                # The action logged the client in or out: address it by its new name from now on.
-                await self._follow_user()
-            if websocket.application_state is not WebSocketState.CONNECTED:
-                # The handler closed the socket itself.
-                connection.closed = True
-                return
+        return self._watchdog
 
     async def _finish_action(self, running: Coroutine[Any, Any, None], waiting_on: Any) -> None:
         """Finish an action that has to wait, cancelling it if the client goes away meanwhile."""
@@ -285,11 +307,7 @@ class Session:
             # One message is read ahead while the action waits: a disconnect there means nobody awaits the result.
             self._read_ahead = asyncio.ensure_future(self.websocket.receive())
             self._read_ahead.add_done_callback(self._check_read_ahead)
-        self._interruptible = True
-        try:
-            await resume(running, waiting_on)
-        finally:
-            self._interruptible = False
+        await resume(running, waiting_on)
 
     def _check_read_ahead(self, reading: asyncio.Future[Message]) -> None:
         if reading.cancelled() or reading.exception() is not None:
