@@ -515,10 +515,11 @@ class Channel(BaseChannel):
             request_id = data.get("request_id")
             if request_id is not None:
                 request_id = request_id_of(data)
+            session.request_id = request_id  # echoed by the error frame, even when the action name is bad
             name = data.get("action")
             if type(name) is not str or not 0 < len(name) <= MAX_NAME_LENGTH:
                 name = action_of(data)
-            session.request_id, session.action = request_id, name
+            session.action = name
             if prepared.version != self._version:
                 prepared = self._prepared_for(config)
             action = prepared.actions.get(name)
