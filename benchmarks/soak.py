@@ -76,6 +76,7 @@ class Sample:
     rss_mib: float
     tasks: int
     connections: int
+    handlers: int
     gc_objects: int
     gc_collected: int
 
@@ -308,20 +309,30 @@ async def take_sample(server: subprocess.Popen[bytes], port: int, started: float
     minute = (time.monotonic() - started) / 60
     # The RSS is read after the stats request, whose full collection has just freed the cyclic garbage.
     rss = rss_mib(server.pid)
-    return Sample(minute, rss, stats["tasks"], stats["connections"], stats["gc_objects"], stats["gc_collected"])
+    return Sample(
+        minute,
+        rss,
+        stats["tasks"],
+        stats["connections"],
+        stats["handlers"],
+        stats["gc_objects"],
+        stats["gc_collected"],
+    )
 
 
 # -- reporting -----------------------------------------------------------------------------------------
 
 
 def report_line(sample: Sample, soak: Soak) -> str:
+    """One line per interval: the server's figures, then the client's (``opening``: handshakes under way)."""
     counters = soak.counters
     return (
         f"min={sample.minute:6.2f} rss={sample.rss_mib:7.1f}MiB tasks={sample.tasks:5d} "
-        f"server_conns={sample.connections:5d} gc={sample.gc_objects:7d} freed={sample.gc_collected:6d} | "
-        f"open={len(soak.live):5d} sent={counters.sent} recv={counters.received} connects={counters.connects} "
-        f"clean={counters.clean_closes} abrupt={counters.abrupt_closes} errors={counters.errors} "
-        f"client_lag={counters.max_lag * 1000:.0f}ms"
+        f"server_conns={sample.connections:5d} handlers={sample.handlers:5d} "
+        f"gc={sample.gc_objects:7d} freed={sample.gc_collected:6d} | "
+        f"open={len(soak.live):5d} opening={soak.opening:2d} sent={counters.sent} recv={counters.received} "
+        f"connects={counters.connects} clean={counters.clean_closes} abrupt={counters.abrupt_closes} "
+        f"errors={counters.errors} client_lag={counters.max_lag * 1000:.0f}ms"
     )
 
 
@@ -349,11 +360,11 @@ def summarize(samples: list[Sample], warmup: float) -> list[str]:
 
 
 async def settle(server: subprocess.Popen[bytes], port: int) -> dict[str, int]:
-    """Wait until the server counts no connections (bounded), and return its last stats."""
+    """Wait until the server holds no connections (bounded), and return its last stats."""
     deadline = time.monotonic() + TIMEOUT
     while True:
         stats = await read_stats(server, port)
-        if stats["connections"] == 0 or time.monotonic() > deadline:
+        if stats["connections"] == stats["handlers"] == 0 or time.monotonic() > deadline:
             return stats
         await asyncio.sleep(0.2)
 
@@ -388,7 +399,7 @@ async def run(args: argparse.Namespace, server: subprocess.Popen[bytes], port: i
     after = await settle(server, port)
     print(
         f"after every client left: tasks={after['tasks']} server_conns={after['connections']} "
-        f"gc={after['gc_objects']} rss={rss_mib(server.pid):.1f}MiB"
+        f"handlers={after['handlers']} gc={after['gc_objects']} rss={rss_mib(server.pid):.1f}MiB"
     )
     for line in summarize(samples, warmup):
         print(line)

@@ -60,9 +60,19 @@ async def announce_departure(websocket: WebSocket, channel: str) -> None:
 soak = Soak(on_join=[welcome], on_leave=[announce_departure])
 
 
+handlers = 0
+"""Websocket endpoint calls still running: compared with the presence count, it tells a stale presence entry
+from a connection the server has not noticed is gone."""
+
+
 @app.websocket("/soak/ws/{room}")
 async def soak_endpoint(websocket: WebSocket, room: int) -> None:
-    await soak.connect(websocket, channel=room_name(room % ROOMS))
+    global handlers
+    handlers += 1
+    try:
+        await soak.connect(websocket, channel=room_name(room % ROOMS))
+    finally:
+        handlers -= 1
 
 
 @app.get("/soak/stats")
@@ -72,6 +82,8 @@ async def stats() -> dict[str, int]:
     # collection frees, and Python runs one rarely: without collecting here, the object count and the RSS read
     # right after would follow the collector's schedule and hide, or fake, a slow leak.
     collected = gc.collect()
+    # Rooms are counted one after another while clients come and go: the sum may differ from ``handlers`` by one
+    # or two for a moment; a difference that stays is what to look for.
     connections = 0
     for index in range(ROOMS):
         connections += await soak.get_connection_count(room_name(index))
@@ -79,6 +91,7 @@ async def stats() -> dict[str, int]:
         # Includes this request's own task.
         "tasks": len(asyncio.all_tasks()),
         "connections": connections,
+        "handlers": handlers,
         "gc_objects": len(gc.get_objects()),
         "gc_collected": collected,
     }
