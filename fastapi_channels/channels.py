@@ -65,6 +65,8 @@ class BaseChannel:
     lifespan: Lifespan | None = None
     group: str | None = None
     allowed_origins: Sequence[str] | None = None
+    speaks_json: ClassVar[bool] = False
+    """Whether clients speak JSON frames (``Channel``), and so get heartbeat pings; a relay passes raw text."""
 
     # Bumped when an action is registered on the object, so that what was prepared for it is prepared again.
     _version: int = 0
@@ -419,6 +421,7 @@ class Channel(BaseChannel):
     """Dispatch JSON frames ``{"action": name, ...}`` to the actions declared with ``@action`` or ``.action()``."""
 
     _class_actions: ClassVar[dict[str, RegisteredAction]] = {}
+    speaks_json: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

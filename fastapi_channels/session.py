@@ -15,7 +15,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from starlette import status
 from starlette.types import Message
@@ -56,6 +56,7 @@ class ChannelHooks(Protocol):
     endpoint: str
     events: ChannelEvents
     allowed_origins: Sequence[str] | None
+    speaks_json: ClassVar[bool]
 
     def topic(self, channel: str) -> str:
         """Return what the channel layer and presence file ``channel`` under."""
@@ -293,7 +294,8 @@ class Session:
         connection.stop_waiting = self._interrupt
         if config.heartbeat_interval or config.idle_timeout or config.max_lifetime:
             self._watchdog = Watchdog(
-                heartbeat_interval=config.heartbeat_interval,
+                # A relay passes raw text on to the room, so its clients get no JSON pings (only the timeouts).
+                heartbeat_interval=config.heartbeat_interval if self.owner.speaks_json else None,
                 idle_timeout=config.idle_timeout,
                 max_lifetime=config.max_lifetime,
                 ping=lambda: connection.reply(PING_FRAME),

@@ -81,3 +81,22 @@ def test_check_timeout_accepts_positive_seconds_or_none_only() -> None:
     for bad in (0, -1, True, "5"):
         with pytest.raises(ValueError, match="idle_timeout must be a positive number of seconds or None"):
             check_timeout("idle_timeout", bad)
+
+
+async def test_relay_clients_get_no_json_ping_but_are_closed_when_idle(tmp_path: Path) -> None:
+    server = serve_faults(tmp_path, FAULTS_HEARTBEAT="0.2")
+    try:
+        url = f"{server.url.replace('http://', 'ws://')}/relay/lobby"
+        async with (
+            websockets.connect(url, ping_interval=None) as relay,
+            websockets.connect(url, ping_interval=None) as peer,
+        ):
+            # Raw text in, raw text out: a ping would be text the relay's clients never asked for.
+            await relay.send("hello")
+            assert await asyncio.wait_for(peer.recv(), 5) == "hello"
+            assert await asyncio.wait_for(relay.recv(), 5) == "hello"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(relay.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+    finally:
+        server.close()
