@@ -19,6 +19,7 @@ from fastapi_channels.exceptions import (
 )
 from fastapi_channels.permission import AllowAny, BasePermission, DenyAll, IsAuthenticated
 from fastapi_channels.presence import Member
+from fastapi_channels.routing import ActionRouter
 from fastapi_channels.throttling import limiter
 from fastapi_channels.used import GroupChannel, PersonChannel
 
@@ -35,6 +36,7 @@ __all__ = [
     "PersonChannel",
     "GroupChannel",
     "action",
+    "ActionRouter",
     "limiter",
     "BasePermission",
     "AllowAny",

@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketState
+from typing_extensions import Unpack
 
 from fastapi_channels.actions import PreparedAction, PreparedChannel, prepare_action, prepare_throttles
 from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
-from fastapi_channels.decorators import RETURN_ANNOTATION, RegisteredAction, get_action_spec
+from fastapi_channels.decorators import ActionOptions, RegisteredAction, check_action_name, get_action_spec
 from fastapi_channels.decorators import action as declare_action
 from fastapi_channels.exceptions import (
     ActionIsDeprecated,
@@ -35,6 +36,7 @@ from fastapi_channels.outbox import CONNECTION_KEY, Connection
 from fastapi_channels.permission import PermissionLike, allows_everyone, check_permission_like, has_permission
 from fastapi_channels.presence import Member, PresenceUnavailable
 from fastapi_channels.protocol import MAX_NAME_LENGTH, Frame, action_of, encode, parse_frame, request_id_of
+from fastapi_channels.routing import ActionRouter, IncludeRouter, include_actions
 from fastapi_channels.session import FrameHandler, Session, current_config, session_of
 from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
 
@@ -417,6 +419,19 @@ class BaseChannel:
         return PreparedChannel(config.generation, self._version, actions, throttles)
 
 
+class _IncludeRouter:
+    """The ``include_router`` of channels: on a class, for every object of it; on an object, for that object."""
+
+    def __get__(self, obj: Channel | None, owner: type[Channel]) -> IncludeRouter:
+        def include_router(router: ActionRouter, *, prefix: str = "") -> None:
+            if obj is None:
+                owner._include_router_in_class(router, prefix)
+            else:
+                obj._include_router_in_object(router, prefix)
+
+        return include_router
+
+
 class Channel(BaseChannel):
     """Dispatch JSON frames ``{"action": name, ...}`` to the actions declared with ``@action`` or ``.action()``."""
 
@@ -452,35 +467,11 @@ class Channel(BaseChannel):
         """Return the names of the actions clients can call."""
         return [*self._class_actions, *self._instance_actions]
 
-    def action(
-        self,
-        name: str | None = None,
-        *,
-        permission: PermissionLike = None,
-        deprecated: bool = False,
-        summary: str | None = None,
-        description: str | None = None,
-        tags: Iterable[str] | None = None,
-        response_model: Any = RETURN_ANNOTATION,
-        response_model_exclude_none: bool = False,
-        response_model_exclude_unset: bool = False,
-        response_model_exclude_defaults: bool = False,
-        response_model_by_alias: bool = True,
-    ) -> Callable[[F], F]:
+    def action(self, name: str | None = None, **options: Unpack[ActionOptions]) -> Callable[[F], F]:
         """Register a plain function as an action of this channel object only (the arguments of ``@action``)."""
-        declare = declare_action(
-            name,
-            permission=permission,
-            deprecated=deprecated,
-            summary=summary,
-            description=description,
-            tags=tags,
-            response_model=response_model,
-            response_model_exclude_none=response_model_exclude_none,
-            response_model_exclude_unset=response_model_exclude_unset,
-            response_model_exclude_defaults=response_model_exclude_defaults,
-            response_model_by_alias=response_model_by_alias,
-        )
+        if name is not None:
+            check_action_name(name)
+        declare = declare_action(name, **options)
 
         def decorator(func: F) -> F:
             declare(func)
@@ -494,6 +485,35 @@ class Channel(BaseChannel):
             return func
 
         return decorator
+
+    include_router = _IncludeRouter()
+    """Add an ``ActionRouter``'s actions: ``ChatChannel.include_router(router)`` to every object of the class,
+    ``room.include_router(router)`` to that object only; ``prefix=`` is put before their names.
+
+    Raises ``ValueError`` when an action name is taken (the router included twice, too).
+    """
+
+    @classmethod
+    def _include_router_in_class(cls, router: ActionRouter, prefix: str) -> None:
+        subclasses = [sub.__name__ for sub in cls.__subclasses__()]
+        if subclasses:
+            # Their registries were copied from this class when they were created.
+            named = ", ".join(subclasses[:3]) + (", ..." if len(subclasses) > 3 else "")
+            raise TypeError(
+                f"{cls.__name__} already has subclasses ({named}): include routers into {cls.__name__} right after "
+                "defining it, before subclassing it, or into each subclass."
+            )
+        added = include_actions(
+            router, cls._class_actions, owner=cls, channel_base=BaseChannel, into=cls.__name__, prefix=prefix
+        )
+        cls._class_actions = {**cls._class_actions, **added}
+
+    def _include_router_in_object(self, router: ActionRouter, prefix: str) -> None:
+        into = f"the {type(self).__name__} object of channel {self.channel!r}"
+        registry = self._registry()
+        added = include_actions(router, registry, owner=type(self), channel_base=BaseChannel, into=into, prefix=prefix)
+        self._instance_actions.update(added)
+        self._version += 1
 
     def get_action(self, name: str) -> RegisteredAction:
         """Return the registered action ``name``, raising ``ActionNotExist`` when there is none."""

@@ -7,17 +7,23 @@ which keyword fills each parameter, the validator of a typed payload and the sha
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from typing_extensions import TypedDict, Unpack
+
 from fastapi_channels.payloads import Payload, Reply
 from fastapi_channels.permission import PermissionLike, check_permission_like
+from fastapi_channels.protocol import MAX_NAME_LENGTH
 from fastapi_channels.signatures import HANDLER_KEYWORDS, RETURN_ANNOTATION, HandlerSignature
+from fastapi_channels.throttling import LIMITS_ATTR, RateSpec, get_limits
 
 __all__ = [
     "action",
+    "ActionOptions",
     "ActionSpec",
     "RegisteredAction",
     "get_action_spec",
@@ -28,6 +34,25 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 ACTION_ATTR = "__fastapi_channels_action__"
+
+
+class ActionOptions(TypedDict, total=False):
+    """The keywords of ``@action``, ``room.action(...)`` and ``router.action(...)`` besides the name.
+
+    Each is described under ``action``; type checkers reject a keyword that is not one of these.
+    """
+
+    permission: PermissionLike
+    deprecated: bool
+    summary: str | None
+    description: str | None
+    tags: Iterable[str] | None
+    dependencies: Sequence[Any]
+    response_model: Any
+    response_model_exclude_none: bool
+    response_model_exclude_unset: bool
+    response_model_exclude_defaults: bool
+    response_model_by_alias: bool
 
 
 @dataclass(frozen=True)
@@ -41,11 +66,14 @@ class ActionSpec:
     summary: str | None = None
     description: str | None = None
     tags: tuple[str, ...] = ()
+    dependencies: tuple[Any, ...] = ()
     response_model: Any = RETURN_ANNOTATION
     response_model_exclude_none: bool = False
     response_model_exclude_unset: bool = False
     response_model_exclude_defaults: bool = False
     response_model_by_alias: bool = True
+    limits: tuple[RateSpec, ...] = ()
+    """Rate limits an ``ActionRouter`` gives the action, besides those ``@limiter`` attached to its handler."""
 
 
 @overload
@@ -53,84 +81,96 @@ def action(name: F) -> F: ...
 
 
 @overload
-def action(
-    name: str | None = None,
-    *,
-    permission: PermissionLike = None,
-    deprecated: bool = False,
-    summary: str | None = None,
-    description: str | None = None,
-    tags: Iterable[str] | None = None,
-    response_model: Any = RETURN_ANNOTATION,
-    response_model_exclude_none: bool = False,
-    response_model_exclude_unset: bool = False,
-    response_model_exclude_defaults: bool = False,
-    response_model_by_alias: bool = True,
-) -> Callable[[F], F]: ...
+def action(name: str | None = None, **options: Unpack[ActionOptions]) -> Callable[[F], F]: ...
 
 
-def action(
-    name: str | Callable[..., Any] | None = None,
-    *,
-    permission: PermissionLike = None,
-    deprecated: bool = False,
-    summary: str | None = None,
-    description: str | None = None,
-    tags: Iterable[str] | None = None,
-    response_model: Any = RETURN_ANNOTATION,
-    response_model_exclude_none: bool = False,
-    response_model_exclude_unset: bool = False,
-    response_model_exclude_defaults: bool = False,
-    response_model_by_alias: bool = True,
-) -> Any:
+def action(name: str | Callable[..., Any] | None = None, **options: Unpack[ActionOptions]) -> Any:
     """Declare a channel method as the handler of the action ``name`` (the function's name by default).
 
     Args:
         name: The value clients send in the frame's ``action`` field.
-        permission: Checked before the action runs, after the channel's ``permission_classes``.
-        deprecated: Answer every call with an ``ActionIsDeprecated`` error frame instead of running it.
-        summary: A short description of the action, for generated documentation.
-        description: A longer description; the docstring is kept as ``doc`` either way.
-        tags: Names to group the action under in generated documentation.
-        response_model: Validate and shape what the handler returns (its return annotation by default;
+
+    Keyword Args:
+        permission (PermissionLike): Checked before the action runs, after the channel's ``permission_classes``.
+        deprecated (bool): Answer every call with an ``ActionIsDeprecated`` error frame instead of running it.
+        summary (str | None): A short description of the action, for generated documentation.
+        description (str | None): A longer description; the docstring is kept as ``doc`` either way.
+        tags (Iterable[str] | None): Names to group the action under in generated documentation.
+        dependencies (Sequence[Any]): FastAPI ``Depends(...)`` to run before the handler, in order.
+        response_model (Any): Validate and shape what the handler returns (its return annotation by default;
             None sends the value as it is).
-        response_model_exclude_none: Leave out the response model's fields that are None.
-        response_model_exclude_unset: Leave out the response model's fields that were not set.
-        response_model_exclude_defaults: Leave out the response model's fields that have their default value.
-        response_model_by_alias: Name the response model's fields by their aliases.
+        response_model_exclude_none (bool): Leave out the response model's fields that are None.
+        response_model_exclude_unset (bool): Leave out the response model's fields that were not set.
+        response_model_exclude_defaults (bool): Leave out the response model's fields that have their default value.
+        response_model_by_alias (bool): Name the response model's fields by their aliases.
+
+    Raises:
+        TypeError: A name that is not a non-empty string, an unknown keyword or a value of the wrong kind.
     """
     if callable(name):
         # Used bare, as ``@action`` without parentheses.
         return action()(name)
-    if name is not None and (not isinstance(name, str) or not name):
-        raise TypeError(f"action name must be a non-empty string, not {name!r}.")
-    check_permission_like(permission)
-    for label, text in (("summary", summary), ("description", description)):
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"action {label} must be a string or None, not {text!r}.")
-    if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags or ()):
-        raise TypeError(f"action tags must be a list of strings, not {tags!r}.")
-    options = {
-        "permission": permission,
-        "deprecated": deprecated,
-        "summary": summary,
-        "description": description,
-        "tags": tuple(tags or ()),
-        "response_model": response_model,
-        "response_model_exclude_none": response_model_exclude_none,
-        "response_model_exclude_unset": response_model_exclude_unset,
-        "response_model_exclude_defaults": response_model_exclude_defaults,
-        "response_model_by_alias": response_model_by_alias,
-    }
+    if name is not None:
+        check_action_name(name)
+    fields = spec_fields(options)
 
     def decorator(func: F) -> F:
         if not callable(func):
             raise TypeError(f"@action decorates functions, not {func!r}.")
-        doc = (func.__doc__ or "").strip() or None
-        setattr(func, ACTION_ATTR, ActionSpec(name=name or func.__name__, doc=doc, **options))
+        setattr(func, ACTION_ATTR, ActionSpec(name=name or func.__name__, doc=doc_of(func), **fields))
         return func
 
     return decorator
+
+
+_OPTIONS = tuple(ActionOptions.__annotations__)
+_SWITCHES = ("deprecated", *(option for option in _OPTIONS if option.startswith("response_model_")))
+
+
+def spec_fields(options: Mapping[str, Any], what: str = "action") -> dict[str, Any]:
+    """Return the ``ActionSpec`` fields ``options`` declare, checked: every option's one check is here.
+
+    Raises:
+        TypeError: An unknown keyword (``what`` names the caller in the message) or a value of the wrong kind.
+    """
+    unknown = [key for key in options if key not in _OPTIONS]
+    if unknown:
+        raise TypeError(f"{what}() got the unknown keyword {unknown[0]!r}: use one of {', '.join(_OPTIONS)}.")
+    fields = {key: value for key, value in options.items() if key not in ("tags", "dependencies")}
+    check_permission_like(options.get("permission"))
+    for label in ("summary", "description"):
+        text = options.get(label)
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"{what} {label} must be a string or None, not {text!r}.")
+    given = options.get("tags") or ()
+    tags = tuple(given) if isinstance(given, Iterable) and not isinstance(given, str) else None
+    if tags is None or not all(isinstance(tag, str) for tag in tags):
+        raise TypeError(f"{what} tags must be a list of strings, not {given!r}.")
+    dependencies = options.get("dependencies", ())
+    if not isinstance(dependencies, list | tuple):
+        raise TypeError(f"{what} dependencies must be a list such as [Depends(get_user)], not {dependencies!r}.")
+    for option in _SWITCHES:
+        if not isinstance(options.get(option, False), bool):
+            raise TypeError(f"{what} {option} must be True or False, not {options[option]!r}.")
+    return {**fields, "tags": tags, "dependencies": tuple(dependencies)}
+
+
+def check_action_name(name: Any) -> str:
+    """Return ``name`` if clients can call an action by it; raise TypeError otherwise."""
+    if not isinstance(name, str) or not name:
+        hint = ": call it, as @room.action() or @router.action()" if callable(name) else ""
+        raise TypeError(f"action name must be a non-empty string, not {name!r}{hint}.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise TypeError(
+            f"The action name {name[:40]!r}... has {len(name)} characters; clients can send at most "
+            f"{MAX_NAME_LENGTH}: choose a shorter name or prefix."
+        )
+    return name
+
+
+def doc_of(func: Callable[..., Any]) -> str | None:
+    """Return the docstring ``ActionSpec.doc`` keeps for ``func``."""
+    return (func.__doc__ or "").strip() or None
 
 
 def get_action_spec(func: Any) -> ActionSpec | None:
@@ -151,6 +191,10 @@ class RegisteredAction:
     """Validates the payload for the handler's typed parameters; None when it has none."""
     reply: Reply
     """Renders what the handler returns as its reply frame."""
+    where: str = ""
+    """Names the handler in error messages: ``ChatChannel.send`` or ``app.chat.send``."""
+    channel_parameter: str | None = None
+    """The parameter of a router's function that receives the channel object, if it has one."""
 
     @property
     def accepted(self) -> frozenset[str]:
@@ -180,14 +224,26 @@ class RegisteredAction:
         return cls._read(spec, attribute, func, where, bound=True, namespace=namespace)
 
     @classmethod
-    def for_function(cls, spec: ActionSpec, func: Callable[..., Any]) -> RegisteredAction:
-        """Register a plain function.
+    def for_function(
+        cls,
+        spec: ActionSpec,
+        func: Callable[..., Any],
+        *,
+        where: str | None = None,
+        channel_parameter: str | None = None,
+    ) -> RegisteredAction:
+        """Register a plain function; its parameter ``channel_parameter`` (if any) will receive the channel object.
 
         Raises:
             TypeError: The function has a parameter that no action call fills, or types pydantic cannot validate.
+            ValueError: The spec's limits contradict those ``@limiter`` attached to the function.
         """
-        where = getattr(func, "__qualname__", repr(func))
-        return cls._read(spec, func, func, where, bound=False, namespace=None)
+        where = where or str(getattr(func, "__qualname__", repr(func)))
+        read = func if channel_parameter is None else _without_parameter(func, channel_parameter)
+        entry = cls._read(spec, func, read, where, bound=False, namespace=None, channel_parameter=channel_parameter)
+        if spec.limits:
+            entry.function(None)  # stacks the limits now, so that contradicting ones fail at definition time
+        return entry
 
     @classmethod
     def _read(
@@ -199,6 +255,7 @@ class RegisteredAction:
         *,
         bound: bool,
         namespace: Mapping[str, Any] | None,
+        channel_parameter: str | None = None,
     ) -> RegisteredAction:
         signature = HandlerSignature.read(
             func,
@@ -212,11 +269,22 @@ class RegisteredAction:
             exclude_defaults=spec.response_model_exclude_defaults,
             by_alias=spec.response_model_by_alias,
         )
-        return cls(spec, target, signature.keywords, signature.payload, signature.reply)
+        return cls(spec, target, signature.keywords, signature.payload, signature.reply, where, channel_parameter)
 
     def function(self, owner: Any) -> Callable[..., Any]:
-        """Return the handler (bound to ``owner`` for a method)."""
-        return getattr(owner, self.target) if isinstance(self.target, str) else self.target
+        """Return the handler (bound to ``owner`` for a method, or given it for a router's function)."""
+        if isinstance(self.target, str):
+            method: Callable[..., Any] = getattr(owner, self.target)
+            return method
+        if self.channel_parameter is None and not self.spec.limits:
+            return self.target
+        bound = {self.channel_parameter: owner} if self.channel_parameter is not None else {}
+        handler = functools.partial(self.target, **bound)
+        # The limits stacked as ``@limiter`` stacks them: the handler's own, then the router's.
+        setattr(handler, LIMITS_ATTR, get_limits(self.target))
+        for limit in self.spec.limits:
+            limit(handler)
+        return handler
 
     async def call(self, owner: Any, **available: Any) -> Any:
         """Validate the payload, call the handler with what its parameters take and return what it returns.
@@ -232,3 +300,13 @@ class RegisteredAction:
         if inspect.isawaitable(result):
             result = await result
         return result
+
+
+def _without_parameter(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Return a stand-in for ``func`` whose signature lacks the parameter ``name``, for reading the others."""
+    signature = inspect.signature(func)
+    stand_in = functools.partial(func)
+    parameters = [parameter for parameter in signature.parameters.values() if parameter.name != name]
+    setattr(stand_in, "__signature__", signature.replace(parameters=parameters))  # noqa: B010 - a partial's attribute
+    setattr(stand_in, "__wrapped__", func)  # noqa: B010 - where its string annotations are evaluated
+    return stand_in

@@ -74,6 +74,7 @@ def test_common_names_import_from_the_top_level_as_the_same_objects_as_their_mod
     from fastapi_channels import (
         ActionIsDeprecated,
         ActionNotExist,
+        ActionRouter,
         AllowAny,
         BackendUnavailable,
         BaseChannel,
@@ -103,6 +104,7 @@ def test_common_names_import_from_the_top_level_as_the_same_objects_as_their_mod
         limiter,
         permission,
         presence,
+        routing,
         send_to_user,
         throttling,
         used,
@@ -117,6 +119,7 @@ def test_common_names_import_from_the_top_level_as_the_same_objects_as_their_mod
         (PersonChannel, used.PersonChannel),
         (GroupChannel, used.GroupChannel),
         (action, decorators.action),
+        (ActionRouter, routing.ActionRouter),
         (limiter, throttling.limiter),
         (Member, presence.Member),
         (BasePermission, permission.BasePermission),

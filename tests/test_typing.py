@@ -1,4 +1,4 @@
-"""Typing: mypy, with the project's configuration, passes over the package, the docs samples and the demo."""
+"""Typing: mypy passes over the package, the docs samples and the demo, and rejects misused action keywords."""
 
 from __future__ import annotations
 
@@ -32,3 +32,56 @@ def test_mypy_with_project_config_passes_over_package_samples_and_demo(tmp_path:
         for path in (ROOT / folder).rglob("*.py")
     }
     assert checked == expected - VERBATIM_SEEDS
+
+
+# Each call misspells or mistypes one keyword of @action / room.action / router.action / include_router, the
+# line marked "fine" uses them as documented: mypy must reject exactly the former (``ActionOptions`` at work).
+ACTION_KEYWORDS_SNIPPET = """
+from fastapi_channels import ActionRouter, Channel, DenyAll, action
+
+router = ActionRouter()
+room = Channel()
+
+
+@action("a", permisson=DenyAll)  # wrong
+async def a() -> None: ...
+
+
+@room.action("b", tags=["x"], deprecate=True)  # wrong
+async def b() -> None: ...
+
+
+@router.action("c", summary=3)  # wrong
+async def c() -> None: ...
+
+
+@router.action("d", permission=DenyAll, tags=["x"], dependencies=[], response_model=None)  # fine
+async def d() -> None: ...
+
+
+class Room(Channel):
+    pass
+
+
+Room.include_router(router, prefix="x.")  # fine
+room.include_router(router)  # fine
+room.include_router(router, prefx="y.")  # wrong
+"""
+
+
+def test_mypy_rejects_unknown_or_mistyped_action_keywords(tmp_path: Path) -> None:
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(ACTION_KEYWORDS_SNIPPET)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "mypy-cache"), str(snippet)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    lines = ACTION_KEYWORDS_SNIPPET.splitlines()
+    flagged = {int(number) for number in re.findall(r"^[^:\n]+snippet\.py:(\d+): error:", result.stdout, re.M)}
+    wrong = {number for number, line in enumerate(lines, 1) if line.endswith("# wrong")}
+    assert result.returncode == 1 and flagged == wrong, result.stdout
+    for keyword in ("permisson", "deprecate", "prefx"):
+        assert f'Unexpected keyword argument "{keyword}"' in result.stdout
