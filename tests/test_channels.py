@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from fastapi_channels.api import get_channel_config
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.decorators import action
-from fastapi_channels.testing import receive_json, receive_text
-from tests.helpers import greet_on_join, joined, serve
+from fastapi_channels.testing import ChannelCommunicator
+from tests.helpers import serve
 
 # -- channel names -------------------------------------------------------------------------------------
 
@@ -29,7 +29,7 @@ from tests.helpers import greet_on_join, joined, serve
     ],
     ids=["default", "class-attribute", "constructor-over-class", "connect-over-all", "connect-over-default"],
 )
-def test_channel_name_most_specific_setting_wins(
+async def test_channel_name_most_specific_setting_wins(
     class_channel: str | None, init_channel: str | None, connect_channel: str | None, expected: str
 ) -> None:
     class Room(Channel):
@@ -40,41 +40,36 @@ def test_channel_name_most_specific_setting_wins(
         async def where(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
             await self.broadcast_to_personal(websocket, channel)
 
-    room = Room(channel=init_channel)
-    app = serve(room)
     path = "/ws" if connect_channel is None else f"/ws/{connect_channel}"
-    with TestClient(app) as client, client.websocket_connect(path) as ws:
-        ws.send_json({"action": "where"})
-        assert receive_text(ws) == expected
+    async with ChannelCommunicator(serve(Room(channel=init_channel)), path) as client:
+        await client.send_action("where")
+        assert await client.receive_text() == expected
 
 
 # -- relaying and broadcasting ---------------------------------------------------------------------------
 
 
-def test_base_channel_text_frame_relayed_to_every_member_of_its_channel_only(
+async def test_base_channel_text_frame_relayed_to_every_member_of_its_channel_only(
     backend: dict[str, Any], channel_name: str
 ) -> None:
-    room = BaseChannel()
-    greet_on_join(room)
-    app = serve(room, **backend)
-    with (
-        TestClient(app) as client,
-        joined(client, f"/ws/{channel_name}-a") as first,
-        joined(client, f"/ws/{channel_name}-a") as second,
-        joined(client, f"/ws/{channel_name}-b") as other,
+    app = serve(BaseChannel(), **backend)
+    async with (
+        ChannelCommunicator(app, f"/ws/{channel_name}-a") as first,
+        ChannelCommunicator(app, f"/ws/{channel_name}-a") as second,
+        ChannelCommunicator(app, f"/ws/{channel_name}-b") as other,
     ):
-        first.send_text("hello, not even JSON")
-        assert receive_text(first) == "hello, not even JSON"
-        assert receive_text(second) == "hello, not even JSON"
-        second.send_text('{"action": "anything"}')
-        assert receive_text(first) == '{"action": "anything"}'
-        assert receive_text(second) == '{"action": "anything"}'
+        await first.send_text("hello, not even JSON")
+        assert await first.receive_text() == "hello, not even JSON"
+        assert await second.receive_text() == "hello, not even JSON"
+        await second.send_text('{"action": "anything"}')
+        assert await first.receive_text() == '{"action": "anything"}'
+        assert await second.receive_text() == '{"action": "anything"}'
         # Had the other channel heard the relays, they would arrive before its own.
-        other.send_text("own")
-        assert receive_text(other) == "own"
+        await other.send_text("own")
+        assert await other.receive_text() == "own"
 
 
-def test_broadcast_to_channel_reaches_every_connection_of_that_channel_only(
+async def test_broadcast_to_channel_reaches_every_connection_of_that_channel_only(
     backend: dict[str, Any], channel_name: str
 ) -> None:
     class Room(Channel):
@@ -82,28 +77,25 @@ def test_broadcast_to_channel_reaches_every_connection_of_that_channel_only(
         async def shout(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
             await self.broadcast_to_channel(data["to"], {"shout": data["text"]})
 
-    room = Room()
-    greet_on_join(room)
-    app = serve(room, **backend)
+    app = serve(Room(), **backend)
     red, blue = f"{channel_name}-red", f"{channel_name}-blue"
-    with (
-        TestClient(app) as client,
-        joined(client, f"/ws/{red}") as red_1,
-        joined(client, f"/ws/{red}") as red_2,
-        joined(client, f"/ws/{blue}") as blue_1,
+    async with (
+        ChannelCommunicator(app, f"/ws/{red}") as red_1,
+        ChannelCommunicator(app, f"/ws/{red}") as red_2,
+        ChannelCommunicator(app, f"/ws/{blue}") as blue_1,
     ):
-        blue_1.send_json({"action": "shout", "to": red, "text": "to red"})
-        assert receive_json(red_1) == {"shout": "to red"}
-        assert receive_json(red_2) == {"shout": "to red"}
-        red_1.send_json({"action": "shout", "to": blue, "text": "to blue"})
-        assert receive_json(blue_1) == {"shout": "to blue"}
-        red_2.send_json({"action": "shout", "to": red, "text": "again"})
+        await blue_1.send_action("shout", to=red, text="to red")
+        assert await red_1.receive_json() == {"shout": "to red"}
+        assert await red_2.receive_json() == {"shout": "to red"}
+        await red_1.send_action("shout", to=blue, text="to blue")
+        assert await blue_1.receive_json() == {"shout": "to blue"}
+        await red_2.send_action("shout", to=red, text="again")
         # The red clients' next frame is the second red broadcast: the blue one never reached them.
-        assert receive_json(red_1) == {"shout": "again"}
-        assert receive_json(red_2) == {"shout": "again"}
+        assert await red_1.receive_json() == {"shout": "again"}
+        assert await red_2.receive_json() == {"shout": "again"}
 
 
-def test_broadcast_to_personal_reaches_only_the_given_socket(backend: dict[str, Any], channel_name: str) -> None:
+async def test_broadcast_to_personal_reaches_only_the_given_socket(backend: dict[str, Any], channel_name: str) -> None:
     class Room(Channel):
         @action()
         async def whisper(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
@@ -113,19 +105,17 @@ def test_broadcast_to_personal_reaches_only_the_given_socket(backend: dict[str, 
         async def shout(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
             await self.broadcast_to_channel(channel, {"shout": data["text"]})
 
-    room = Room()
-    greet_on_join(room)
-    app = serve(room, **backend)
-    with (
-        TestClient(app) as client,
-        joined(client, f"/ws/{channel_name}") as asker,
-        joined(client, f"/ws/{channel_name}") as bystander,
+    app = serve(Room(), **backend)
+    async with (
+        ChannelCommunicator(app, f"/ws/{channel_name}") as asker,
+        ChannelCommunicator(app, f"/ws/{channel_name}") as bystander,
     ):
-        asker.send_json({"action": "whisper", "text": "secret"})
-        assert receive_json(asker) == {"whisper": "secret"}
-        asker.send_json({"action": "shout", "text": "public"})
-        assert receive_json(asker) == {"shout": "public"}
-        assert receive_json(bystander) == {"shout": "public"}
+        await asker.send_action("whisper", text="secret")
+        assert await asker.receive_json() == {"whisper": "secret"}
+        await asker.send_action("shout", text="public")
+        assert await asker.receive_json() == {"shout": "public"}
+        # Had the whisper reached the bystander, it would arrive before the shout.
+        assert await bystander.receive_json() == {"shout": "public"}
 
 
 # -- encoding --------------------------------------------------------------------------------------------
@@ -165,18 +155,15 @@ class WrappingRoom(Channel):
     ],
     ids=["str", "json-str", "dict", "list", "encode-result", "encode-coroutine"],
 )
-def test_send_str_goes_as_is_and_anything_else_is_encoded_exactly_once(
+async def test_send_str_goes_as_is_and_anything_else_is_encoded_exactly_once(
     backend: dict[str, Any], channel_name: str, to: str, form: str, payload: Any, expected: str
 ) -> None:
-    room = WrappingRoom()
-    greet_on_join(room)
-    app = serve(room, **backend)
-    with TestClient(app) as client, joined(client, f"/ws/{channel_name}") as ws:
-        ws.send_json({"action": "send", "to": to, "form": form, "payload": payload})
-        assert receive_text(ws) == expected
+    async with ChannelCommunicator(serve(WrappingRoom(), **backend), f"/ws/{channel_name}") as client:
+        await client.send_action("send", to=to, form=form, payload=payload)
+        assert await client.receive_text() == expected
 
 
-def test_broadcast_to_many_recipients_encodes_once(backend: dict[str, Any], channel_name: str) -> None:
+async def test_broadcast_to_many_recipients_encodes_once(backend: dict[str, Any], channel_name: str) -> None:
     encoded: list[Any] = []
 
     class Room(Channel):
@@ -189,22 +176,19 @@ def test_broadcast_to_many_recipients_encodes_once(backend: dict[str, Any], chan
         async def shout(self, websocket: WebSocket, channel: str, data: dict[str, Any]) -> None:
             await self.broadcast_to_channel(channel, {"shout": data["text"]})
 
-    room = Room()
-    greet_on_join(room)
-    app = serve(room, **backend)
-    with (
-        TestClient(app) as client,
-        joined(client, f"/ws/{channel_name}") as first,
-        joined(client, f"/ws/{channel_name}") as second,
-        joined(client, f"/ws/{channel_name}") as third,
+    app = serve(Room(), **backend)
+    async with (
+        ChannelCommunicator(app, f"/ws/{channel_name}") as first,
+        ChannelCommunicator(app, f"/ws/{channel_name}") as second,
+        ChannelCommunicator(app, f"/ws/{channel_name}") as third,
     ):
-        first.send_json({"action": "shout", "text": "hi"})
-        for ws in (first, second, third):
-            assert receive_json(ws) == {"shout": "hi"}
+        await first.send_action("shout", text="hi")
+        for client in (first, second, third):
+            assert await client.receive_json() == {"shout": "hi"}
     assert encoded == [{"shout": "hi"}]
 
 
-def test_sync_encode_json_shapes_outgoing_messages(backend: dict[str, Any], channel_name: str) -> None:
+async def test_sync_encode_json_shapes_outgoing_messages(backend: dict[str, Any], channel_name: str) -> None:
     class Room(Channel):
         @staticmethod
         def encode_json(data: Any) -> str:
@@ -215,12 +199,9 @@ def test_sync_encode_json_shapes_outgoing_messages(backend: dict[str, Any], chan
             await self.broadcast_to_channel(channel, {"b": 2, "a": 1})
             await self.broadcast_to_personal(websocket, {"personal": True})
 
-    room = Room()
-    greet_on_join(room)
-    app = serve(room, **backend)
-    with TestClient(app) as client, joined(client, f"/ws/{channel_name}") as ws:
-        ws.send_json({"action": "shout"})
-        received = {receive_text(ws), receive_text(ws)}
+    async with ChannelCommunicator(serve(Room(), **backend), f"/ws/{channel_name}") as client:
+        await client.send_action("shout")
+        received = {await client.receive_text(), await client.receive_text()}
         assert received == {'sync:{"a": 1, "b": 2}', 'sync:{"personal": true}'}
 
 

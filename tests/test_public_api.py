@@ -6,16 +6,17 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import inspect
+import pkgutil
 import re
-from pathlib import Path
 
 import pytest
 
 import fastapi_channels
 
+# Every module, those of subpackages (fastapi_channels.testing) included.
 MODULES = sorted(
-    f"fastapi_channels.{path.stem}" if path.stem != "__init__" else "fastapi_channels"
-    for path in Path(fastapi_channels.__file__).parent.glob("*.py")
+    ["fastapi_channels"]
+    + [info.name for info in pkgutil.walk_packages(fastapi_channels.__path__, prefix="fastapi_channels.")]
 )
 
 

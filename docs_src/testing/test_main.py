@@ -1,54 +1,63 @@
-from fastapi.testclient import TestClient
-from main import app  # the module that defines your FastAPI app
+import pytest
+from main import app, room  # the module that defines your FastAPI app
 
-from fastapi_channels.testing import receive_close, receive_json, receive_text, send_action
+from fastapi_channels.testing import ChannelCommunicator, ChannelListener, HandshakeRefused
 
-
-def test_say_reaches_everyone_in_the_room() -> None:
-    with TestClient(app) as client:  # `with` runs the app lifespan, which starts the channel layer
-        with client.websocket_connect("/room") as alice, client.websocket_connect("/room") as bob:
-            alice.send_json({"action": "say", "text": "hi"})
-            assert alice.receive_json() == {"action": "say", "text": "hi"}
-            assert bob.receive_json() == {"action": "say", "text": "hi"}
+pytestmark = pytest.mark.anyio  # anyio's pytest plugin comes with FastAPI; pytest-asyncio works too
 
 
-def test_denied_action_answers_an_error_frame_and_stays_open() -> None:
-    with TestClient(app) as client, client.websocket_connect("/room") as websocket:
-        send_action(websocket, "admin", request_id=1)
-        error = receive_json(websocket)  # like websocket.receive_json(), but fails after 5 s instead of hanging
+async def test_say_reaches_everyone_in_the_room() -> None:
+    async with ChannelCommunicator(app, "/room") as alice, ChannelCommunicator(app, "/room") as bob:
+        await alice.send_action("say", text="hi")
+        assert await alice.receive_json() == {"action": "say", "text": "hi"}
+        assert await bob.receive_json() == {"action": "say", "text": "hi"}
+
+
+async def test_whoami_answers_the_user_the_test_logs_in() -> None:
+    async with ChannelCommunicator(app, "/room", user="alice") as alice:
+        reply = await alice.request("whoami")
+        assert reply == {"type": "response", "status": "ok", "action": "whoami", "request_id": 1, "data": "alice"}
+
+
+async def test_anonymous_whoami_gets_an_error_frame_and_stays_connected() -> None:
+    async with ChannelCommunicator(app, "/room") as anonymous:
+        error = await anonymous.request("whoami")
         assert error["errors"] == "You do not have permission to perform this action."
-        assert (error["request_id"], error["code"], error["close"]) == (1, 1008, False)
-        send_action(websocket, "say", text="still here")
-        assert receive_json(websocket)["text"] == "still here"
+        assert (error["code"], error["close"]) == (1008, False)
+        await anonymous.assert_nothing()  # no close follows
 
 
-def test_second_message_within_a_minute_is_rate_limited() -> None:
-    with TestClient(app) as client, client.websocket_connect("/room") as websocket:
-        send_action(websocket, "say", text="one")
-        receive_json(websocket)
-        send_action(websocket, "say", text="two")
-        error = receive_json(websocket)
-        assert error["code"] == 1013 and error["close"] is False
-        assert 0 < error["retry_after"] <= 60
+async def test_third_message_within_a_minute_is_rate_limited() -> None:
+    async with ChannelCommunicator(app, "/room") as client:
+        for text in ("one", "two"):
+            await client.send_action("say", text=text)
+            assert (await client.receive_json())["text"] == text
+        await client.send_action("say", text="three")
+        error = await client.receive_json()
+        assert (error["code"], error["close"]) == (1013, False)
 
 
-def test_bad_frames_answer_error_frames_and_keep_the_socket_open() -> None:
-    with TestClient(app) as client, client.websocket_connect("/room") as websocket:
-        websocket.send_text("not json")
-        assert receive_json(websocket)["code"] == 1007
-        websocket.send_bytes(b"\x00")
-        assert receive_json(websocket)["code"] == 1003
-        send_action(websocket, "dance")
-        assert receive_json(websocket)["errors"] == "The action 'dance' does not exist."
+async def test_quit_closes_the_socket_normally() -> None:
+    async with ChannelCommunicator(app, "/room") as client:
+        await client.send_action("quit")
+        assert await client.receive_close() == (1000, "")
 
 
-def test_quit_closes_the_socket_normally() -> None:
-    with TestClient(app) as client, client.websocket_connect("/room") as websocket:
-        send_action(websocket, "quit")
-        assert receive_close(websocket) == (1000, "")
+async def test_those_who_stay_hear_who_left() -> None:
+    async with ChannelCommunicator(app, "/room") as alice:
+        async with ChannelCommunicator(app, "/room"):
+            pass  # leaving the block disconnects, and waits until the leave handlers have run
+        assert await alice.receive_json() == {"action": "left"}
 
 
-def test_plain_text_replies_are_read_as_text() -> None:
-    with TestClient(app) as client, client.websocket_connect("/room") as websocket:
-        send_action(websocket, "motd")
-        assert receive_text(websocket) == "Be nice."
+async def test_a_test_hears_the_room_without_a_socket() -> None:
+    async with ChannelListener(app, room) as broadcasts, ChannelCommunicator(app, "/room") as alice:
+        await alice.send_action("say", text="hi")
+        await broadcasts.assert_broadcast({"action": "say", "text": "hi"})
+
+
+async def test_a_page_of_another_site_is_refused() -> None:
+    with pytest.raises(HandshakeRefused) as refused:
+        async with ChannelCommunicator(app, "/room", headers={"origin": "https://evil.example"}):
+            pass
+    assert refused.value.code == 1008

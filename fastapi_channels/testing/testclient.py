@@ -11,13 +11,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
+from fastapi_channels.testing.frames import DEFAULT_TIMEOUT
+
 if TYPE_CHECKING:
     from starlette.testclient import WebSocketTestSession
 
-__all__ = ["DEFAULT_TIMEOUT", "receive", "receive_text", "receive_json", "receive_close", "send_action"]
-
-DEFAULT_TIMEOUT = 5.0
-"""Seconds the receive helpers wait for a frame before failing the test."""
+__all__ = ["receive", "receive_text", "receive_json", "receive_close", "send_action"]
 
 # A wait that timed out keeps running in its thread; the next call takes over its result so no frame is lost.
 _pending: weakref.WeakKeyDictionary[Any, Future[dict[str, Any]]] = weakref.WeakKeyDictionary()

@@ -1,0 +1,6 @@
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # fastapi-channels runs on asyncio; anyio would try trio too
