@@ -12,8 +12,9 @@ PACKAGE = Path(fastapi_channels.__file__).parent
 
 
 def module_name(path: Path) -> str:
-    """Return the dotted name of the package module at ``path``."""
-    return "fastapi_channels" if path.stem == "__init__" else f"fastapi_channels.{path.stem}"
+    """Return the dotted name of the package module at ``path`` (subpackages included)."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def imported_modules(path: Path, *, runtime_only: bool = False) -> set[str]:
@@ -40,7 +41,7 @@ def imported_modules(path: Path, *, runtime_only: bool = False) -> set[str]:
 
 def package_graph() -> dict[str, set[str]]:
     """Return, for each package module, the package modules it imports (the package itself excluded)."""
-    modules = {module_name(path): path for path in PACKAGE.glob("*.py")}
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
     return {
         name: {
             imported for imported in imported_modules(path) if imported in modules and imported != "fastapi_channels"
@@ -86,7 +87,7 @@ def test_find_cycle_reports_a_cycle_when_there_is_one() -> None:
 def test_only_the_layer_and_the_backends_import_broadcaster_at_run_time() -> None:
     importers = {
         module_name(path)
-        for path in PACKAGE.glob("*.py")
+        for path in PACKAGE.rglob("*.py")
         if any(name.split(".")[0] == "broadcaster" for name in imported_modules(path, runtime_only=True))
     }
     assert importers == {"fastapi_channels.layers", "fastapi_channels.backends"}
