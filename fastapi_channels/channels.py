@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from typing_extensions import Unpack
 
 from fastapi_channels.actions import PreparedAction, PreparedChannel, prepare_action, prepare_throttles
+from fastapi_channels.codecs import JSON_TEXT, Codec, frame_decoder, resolve_codecs
 from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.decorators import ActionOptions, RegisteredAction, check_action_name, get_action_spec
 from fastapi_channels.decorators import action as declare_action
@@ -56,6 +57,7 @@ class BaseChannel:
     ``group`` names the space the channel names of this object live in: objects of one class share it by
     default, so a ``lobby`` of one class and a ``lobby`` of another are separate rooms. Give objects of
     several classes the same ``group`` to let them share their rooms.
+    ``codecs`` are how clients may encode their frames (see ``fastapi_channels.codecs``); a relay speaks JSON text.
     """
 
     channel: str = DEFAULT_CHANNEL
@@ -67,6 +69,8 @@ class BaseChannel:
     lifespan: Lifespan | None = None
     group: str | None = None
     allowed_origins: Sequence[str] | None = None
+    codecs: Sequence[Codec] = (JSON_TEXT,)
+    """The codecs clients may speak, the server's preferred first: the first is for clients that offer none."""
     speaks_json: ClassVar[bool] = False
     """Whether clients speak JSON frames (``Channel``), and so get heartbeat pings; a relay passes raw text."""
 
@@ -86,6 +90,7 @@ class BaseChannel:
         app: FastAPI | None = None,
         group: str | None = None,
         allowed_origins: Sequence[str] | None = None,
+        codecs: Sequence[Codec] | None = None,
     ) -> None:
         self.channel = _check_channel_name(channel if channel is not None else self.channel)
         self.max_connection = max_connection if max_connection is not None else self.max_connection
@@ -98,6 +103,7 @@ class BaseChannel:
             self.throttle_classes = throttle_classes
         check_throttle_like(self.throttle_classes)
         self.app = app
+        self.codecs = self._check_codecs(codecs if codecs is not None else self.codecs)
         self.allowed_origins = check_allowed_origins(
             allowed_origins if allowed_origins is not None else self.allowed_origins
         )
@@ -137,6 +143,17 @@ class BaseChannel:
     def actions(self) -> list[str]:
         """Return the names of the actions clients can call (none: this channel relays text)."""
         return []
+
+    def _check_codecs(self, codecs: Sequence[Codec]) -> tuple[Codec, ...]:
+        resolved = resolve_codecs(codecs, owner=type(self).__name__)
+        if not self.speaks_json:
+            for codec in resolved:
+                if not codec.passes_json_text:
+                    raise TypeError(
+                        f"{type(self).__name__} is a BaseChannel, which relays text frames unchanged: it cannot speak "
+                        f"{codec.name}. Subclass Channel to let clients speak it."
+                    )
+        return resolved
 
     def get_config(self, websocket: WebSocket | None = None) -> FastAPIChannel:
         """Return the app configuration that ``add_channel`` created for this channel's app."""
@@ -362,10 +379,18 @@ class BaseChannel:
         return Session(self, websocket, channel, self.get_config(websocket)).run()
 
     def frame_handler(self, session: Session) -> FrameHandler:
-        """Return what handles each text frame of ``session``: ``on_receive``, or an inlined relay."""
+        """Return what handles each frame of ``session``: ``on_receive``, or an inlined relay."""
         websocket, channel = session.websocket, session.channel
         if type(self).on_receive is not BaseChannel.on_receive or _overrides(self, "check_throttles"):
             on_receive = self.on_receive
+            if any(codec.binary for codec in self.codecs):
+                decode = frame_decoder(session.codec, self.codecs)
+
+                async def receive_any(frame: str | bytes) -> None:
+                    # on_receive reads text: a binary frame reaches it as the JSON text of what it holds.
+                    await on_receive(websocket, channel, frame if type(frame) is str else encode(decode(frame)))
+
+                return receive_any
 
             async def receive(text: str) -> None:
                 await on_receive(websocket, channel, text)
@@ -530,10 +555,12 @@ class Channel(BaseChannel):
         prepared = self._prepared_for(config)
         own_throttles = _overrides(self, "check_throttles")
         everything = f"{channel}:*"
+        # Frames are decoded by the connection's codec; decode_json, when overridden, reads the text frames.
+        decode, plain_decode = frame_decoder(session.codec, self.codecs), self._plain_decode
 
-        async def dispatch(text: str) -> None:
+        async def dispatch(text: str | bytes) -> None:
             nonlocal prepared
-            data = parse_frame(text) if self._plain_decode else await self.decode(text)
+            data = decode(text) if plain_decode or type(text) is not str else await self.decode(text)
             # The common frame, an action name and no request_id, is read without a call; the rest is checked.
             request_id = data.get("request_id")
             if request_id is not None:

@@ -11,6 +11,9 @@ replies never cut it: past ``REPLY_BACKLOG_BYTES`` (1 MiB) its session reads no 
 until the backlog has drained. A write
 that cannot finish within ``write_timeout`` (a client that stopped reading) cuts the client too. Cutting tries
 to send close 1013 for a second, then aborts the TCP connection, so a stuck client holds nothing for long.
+
+Frames are JSON text. A connection whose codec sends something else (``encode_frame``) converts each frame as
+it is written; one that cannot be converted is dropped and logged, like any frame that cannot be sent.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class Connection:
         "_drained",
         "_send_message",
         "_server_send",
+        "_encode_frame",
     )
 
     def __init__(
@@ -165,6 +169,7 @@ class Connection:
         endpoint: str | None = None,
         topic: str | None = None,
         metrics: ChannelMetrics | None = None,
+        encode_frame: Callable[[str], Message] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
@@ -190,7 +195,9 @@ class Connection:
         self._queue: deque[_Item] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._drained: asyncio.Future[None] | None = None
-        self._send_message: Callable[[Message], Coroutine[Any, Any, None]] = websocket.send
+        # What turns the JSON text of a frame into the message of a codec that does not send JSON text as it is.
+        self._encode_frame = encode_frame
+        self._send_message = _encoding(websocket.send, encode_frame)
         self._server_send: Any = None
 
     # -- sending ---------------------------------------------------------------------------------------
@@ -295,7 +302,7 @@ class Connection:
         self._server_send = send
         # Frames are written by stepping the coroutine ``send`` returns: anything else keeps Starlette's send.
         if inspect.iscoroutinefunction(send):
-            self._send_message = send
+            self._send_message = _encoding(send, self._encode_frame)
 
     async def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
         """Wait (at most ``timeout`` seconds) for queued frames to be written; abort a client that takes longer."""
@@ -443,6 +450,28 @@ class Connection:
             drained = self._drained
             if drained is not None and not drained.done():
                 drained.set_result(None)
+
+
+def _encoding(
+    send: Callable[[Message], Coroutine[Any, Any, None]], encode_frame: Callable[[str], Message] | None
+) -> Callable[[Message], Coroutine[Any, Any, None]]:
+    """Return ``send`` itself, or, for a codec that converts JSON text, ``send`` of each frame converted."""
+    if encode_frame is None:
+        return send  # JSON text: every frame is sent as it is, at no cost per frame
+
+    def send_encoded(message: Message) -> Coroutine[Any, Any, None]:
+        try:
+            encoded = encode_frame(message["text"])
+        except Exception as exc:
+            # Raised when the write is stepped, so that the frame is dropped (and logged) like any unsendable one.
+            return _unsendable(exc)
+        return send(encoded)
+
+    return send_encoded
+
+
+async def _unsendable(exc: Exception) -> None:
+    raise ValueError("The frame could not be encoded in the connection's codec.") from exc
 
 
 async def _within(seconds: float, awaitable: Awaitable[None]) -> None:

@@ -46,10 +46,10 @@ INTERNAL_ERROR_MESSAGE = "Internal server error."
 """What a client reads when an action crashes: the details stay in the server log."""
 
 
-def parse_frame(text: str) -> Frame:
-    """Decode one text frame into a JSON object, raising ``ParseError`` on anything else."""
+def parse_frame(frame: str | bytes) -> Frame:
+    """Decode one frame of JSON (text, or UTF-8 bytes) into a JSON object, raising ``ParseError`` on anything else."""
     try:
-        decoded = from_json(text, allow_inf_nan=False)
+        decoded = from_json(frame, allow_inf_nan=False)
     except ValueError as exc:
         if "recursion limit" in str(exc):
             raise ParseError(error_msg="The message is nested too deeply.") from None

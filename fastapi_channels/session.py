@@ -1,7 +1,7 @@
 """One object per connection: admit, accept, join, receive frames, answer errors, leave.
 
 A ``Session`` owns what belongs to one connection (the websocket, its channel, the app configuration, its
-outbox, the frame being handled) and runs the connection's life as one readable dispatch, calling the hooks
+codec, its outbox, the frame being handled) and runs the connection's life as one readable dispatch, calling the hooks
 of the channel object it serves. A connection that is admitted always leaves exactly once, even when its
 task is cancelled; each frame has one error boundary.
 """
@@ -22,6 +22,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from fastapi_channels.auth import SUBPROTOCOL_KEY
+from fastapi_channels.codecs import SUBPROTOCOL_PREFIX, Codec, negotiate
 from fastapi_channels.config import FastAPIChannel
 from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, RateLimitExceeded, WebSocketException
 from fastapi_channels.handlers import lookup_exception_handler
@@ -39,8 +40,9 @@ __all__ = ["Session", "ChannelHooks", "FrameHandler", "SESSION_KEY", "current_co
 
 logger = logging.getLogger("fastapi_channels.session")
 
-FrameHandler = Callable[[str], Coroutine[Any, Any, None]]
-"""Handles one text frame of a connection; a channel object builds one per connection."""
+FrameHandler = Callable[[Any], Coroutine[Any, Any, None]]
+"""Handles one frame of a connection (its text; its bytes where the channel reads binary frames); a channel object
+builds one per connection."""
 
 SESSION_KEY = "fastapi_channels.session"
 """The websocket scope key under which a connection's ``Session`` is found while it is served."""
@@ -56,6 +58,7 @@ class ChannelHooks(Protocol):
     endpoint: str
     events: ChannelEvents
     allowed_origins: Sequence[str] | None
+    codecs: Sequence[Codec]
     speaks_json: ClassVar[bool]
 
     def topic(self, channel: str) -> str:
@@ -70,11 +73,15 @@ class ChannelHooks(Protocol):
         """Answer ``exc``, raised while the connection joined or handled a frame."""
 
     def frame_handler(self, session: Session) -> FrameHandler:
-        """Return what handles each text frame of ``session``."""
+        """Return what handles each frame of ``session``."""
 
 
 class Session:
-    """Serve one websocket in one channel for a channel object, from the handshake to the last leave handler."""
+    """Serve one websocket in one channel for a channel object, from the handshake to the last leave handler.
+
+    ``codec`` is the codec the connection speaks, chosen from the subprotocols its client offered, and
+    ``subprotocol`` the one it is accepted with (see ``fastapi_channels.codecs``).
+    """
 
     __slots__ = (
         "owner",
@@ -82,6 +89,8 @@ class Session:
         "channel",
         "config",
         "connection",
+        "codec",
+        "subprotocol",
         "action",
         "request_id",
         "_user",
@@ -97,6 +106,7 @@ class Session:
         self.websocket = websocket
         self.channel = channel
         self.config = config
+        self.codec, self.subprotocol = _negotiate(owner.codecs, websocket)
         self.connection = Connection(
             websocket,
             channel,
@@ -106,6 +116,7 @@ class Session:
             endpoint=owner.endpoint,
             topic=owner.topic(channel),
             metrics=config.metrics,
+            encode_frame=None if self.codec.passes_json_text else self.codec.message,
         )
         # The frame being handled, for the error frame that answers it.
         self.action: str | None = None
@@ -135,7 +146,7 @@ class Session:
             # Join the channel before the handshake completes: a client that sees the socket open misses nothing.
             admitted = await self._admit()
             if websocket.application_state == WebSocketState.CONNECTING:
-                await websocket.accept(subprotocol=websocket.scope.get(SUBPROTOCOL_KEY))
+                await websocket.accept(subprotocol=self.subprotocol)
             send = websocket.scope.get(SEND_KEY)
             if send is not None and websocket.application_state is WebSocketState.CONNECTED:
                 connection.write_through(send)
@@ -176,7 +187,7 @@ class Session:
                 exc.close = True
             if websocket.application_state == WebSocketState.CONNECTING:
                 # Accepted so that the client reads why, rather than a bare handshake failure.
-                await websocket.accept(subprotocol=websocket.scope.get(SUBPROTOCOL_KEY))
+                await websocket.accept(subprotocol=self.subprotocol)
             await self.fail(exc)
             return False
         return True
@@ -198,6 +209,9 @@ class Session:
             # A join handler may have logged the client in (scope["user"]).
             await self._follow_user()
             handle = self.owner.frame_handler(self)
+            # Frames of the usual type are read with one look-up; the other type is read where the channel has a
+            # codec for it, and refused otherwise.
+            usual, other, reads_other, refused = self._frame_types()
             watchdog = self._start_watching()
             connected = WebSocketState.CONNECTED
             # The task may be interrupted (a cut, an expiry, a disconnect seen during an action) while it waits for
@@ -221,8 +235,8 @@ class Session:
                     _uncancel(self._task)  # cut or expired while waiting: leave
                     connection.closed = True
                     return
-                text = message.get("text")
-                if text is None and message["type"] == "websocket.disconnect":
+                frame = message.get(usual)
+                if frame is None and message["type"] == "websocket.disconnect":
                     if connection.close_code is None:
                         connection.close_code = message.get("code", status.WS_1005_NO_STATUS_RCVD)
                     connection.closed = True
@@ -232,12 +246,11 @@ class Session:
                     watchdog.seen()
                 self.action = self.request_id = None
                 try:
-                    if text is None:
-                        raise ParseError(
-                            status.WS_1003_UNSUPPORTED_DATA,
-                            error_msg="Binary frames are not supported: send JSON text.",
-                        )
-                    running = handle(text)
+                    if frame is None:
+                        frame = message.get(other) if reads_other else None
+                        if frame is None:
+                            raise ParseError(status.WS_1003_UNSUPPORTED_DATA, error_msg=refused)
+                    running = handle(frame)
                     try:
                         waiting_on = running.send(None)
                     except StopIteration:
@@ -286,6 +299,16 @@ class Session:
             await self.fail(exc)
             return not (self.connection.closing or self.connection.closed)
         return True
+
+    def _frame_types(self) -> tuple[str, str, bool, str]:
+        """Return the message key of the usual frames, of the others, whether those are read, and why they are not."""
+        codecs = self.owner.codecs
+        reads_text = any(not codec.binary for codec in codecs)
+        reads_binary = any(codec.binary for codec in codecs)
+        usual, other = ("text", "bytes") if reads_text else ("bytes", "text")
+        kind = "Binary" if reads_text else "Text"
+        refused = f"{kind} frames are not supported: send {self.codec.description}."
+        return usual, other, reads_text and reads_binary, refused
 
     def _start_watching(self) -> Watchdog | None:
         """Let a cut or an expiry interrupt the session, and start the heartbeat and timeouts, if any."""
@@ -371,6 +394,23 @@ class Session:
         logger.error("Error while handling a message on channel %r", self.channel, exc_info=exc)
         self.connection.reply(render(internal_error_payload(action=self.action, request_id=self.request_id)))
         self.connection.close(status.WS_1011_INTERNAL_ERROR, "Internal error")
+
+
+def _negotiate(codecs: Sequence[Codec], websocket: WebSocket) -> tuple[Codec, str | None]:
+    """Return the codec the connection speaks and the subprotocol to accept it with."""
+    scope = websocket.scope
+    app_choice = scope.get(SUBPROTOCOL_KEY)
+    if websocket.application_state is not WebSocketState.CONNECTING:
+        # Accepted before connect(), as authenticate_first_message does, with scope[SUBPROTOCOL_KEY]: the codec
+        # that subprotocol names, if any, is the one the client was told about.
+        return negotiate(codecs, [app_choice]) or codecs[0], None
+    chosen = negotiate(codecs, scope.get("subprotocols") or ())
+    if chosen is not None:
+        # Only one subprotocol can be accepted: the codec's, since the client must know how frames are encoded.
+        return chosen, chosen.subprotocol
+    if isinstance(app_choice, str) and app_choice.startswith(SUBPROTOCOL_PREFIX):
+        app_choice = None  # a codec this channel does not speak: accepting with it would mislead the client
+    return codecs[0], app_choice
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:
