@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
@@ -91,6 +91,7 @@ class PersonRoom(PersonChannel):
 
     channel = "person_channel"
     encode_json = staticmethod(encode_chat_message)
+    sends = {"chat": ChatMessage}  # what count and message send, for the AsyncAPI document
 
     @limiter(times=2, seconds=3000)  # over the limit: a RateLimitExceeded error frame, the socket stays open
     @action("count")
@@ -130,6 +131,11 @@ class GroupRoom(GroupChannel):
 
     channel = "group_channel"
     encode_json = staticmethod(encode_chat_message)
+    sends = {
+        "chat": ChatMessage,
+        "joined": Annotated[Literal[JOIN_NOTICE], Field(description="Sent to a client once it has joined.")],
+        "left": Annotated[Literal[LEAVE_NOTICE], Field(description="Sent to the others when a client leaves.")],
+    }
 
 
 def build_group_room(app: FastAPI) -> GroupRoom:
@@ -208,6 +214,7 @@ def serve(app: FastAPI, rooms: dict[str, Room], path: str, channel: BaseChannel,
     key = path.strip("/")
     route_name = f"chatroom_ws_{key}"
 
+    @channel.serves  # the AsyncAPI document lists the route with the channel's actions
     async def endpoint(websocket: WebSocket) -> None:
         await channel.connect(websocket)
 

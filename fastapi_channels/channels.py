@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI
@@ -32,6 +32,7 @@ from fastapi_channels.exceptions import (
     PermissionDenied,
 )
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
+from fastapi_channels.messages import check_sends
 from fastapi_channels.origin import check_allowed_origins
 from fastapi_channels.outbox import CONNECTION_KEY, Connection
 from fastapi_channels.permission import PermissionLike, allows_everyone, check_permission_like, has_permission
@@ -41,11 +42,14 @@ from fastapi_channels.routing import ActionRouter, IncludeRouter, include_action
 from fastapi_channels.session import FrameHandler, Session, current_config, session_of
 from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
 
-__all__ = ["BaseChannel", "Channel"]
+__all__ = ["BaseChannel", "Channel", "SERVES_ATTR"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_CHANNEL = "default_channel"
+
+SERVES_ATTR = "__fastapi_channels_serves__"
+"""The attribute ``BaseChannel.serves`` sets on a websocket route function: the channel object it serves."""
 
 
 class BaseChannel:
@@ -58,6 +62,8 @@ class BaseChannel:
     default, so a ``lobby`` of one class and a ``lobby`` of another are separate rooms. Give objects of
     several classes the same ``group`` to let them share their rooms.
     ``codecs`` are how clients may encode their frames (see ``fastapi_channels.codecs``); a relay speaks JSON text.
+    ``sends`` declares the messages the server sends besides replies and error frames, ``{name: type}``, for the
+    AsyncAPI document.
     """
 
     channel: str = DEFAULT_CHANNEL
@@ -71,6 +77,7 @@ class BaseChannel:
     allowed_origins: Sequence[str] | None = None
     codecs: Sequence[Codec] = (JSON_TEXT,)
     """The codecs clients may speak, the server's preferred first: the first is for clients that offer none."""
+    sends: Mapping[str, Any] | None = None
     speaks_json: ClassVar[bool] = False
     """Whether clients speak JSON frames (``Channel``), and so get heartbeat pings; a relay passes raw text."""
 
@@ -91,6 +98,7 @@ class BaseChannel:
         group: str | None = None,
         allowed_origins: Sequence[str] | None = None,
         codecs: Sequence[Codec] | None = None,
+        sends: Mapping[str, Any] | None = None,
     ) -> None:
         self.channel = _check_channel_name(channel if channel is not None else self.channel)
         self.max_connection = max_connection if max_connection is not None else self.max_connection
@@ -116,6 +124,8 @@ class BaseChannel:
         if group is not None and (not isinstance(group, str) or not group):
             raise ValueError(f"group must be a non-empty string or None, not {group!r}.")
         self.group = group or f"{type(self).__module__}.{type(self).__qualname__}"
+        if sends is not None:  # the class attribute was checked when the class was created
+            self.sends = check_sends(sends, where=type(self).__name__)
         # Channels of objects in different groups never meet: "lobby" of a relay and of a chat are two topics.
         self._topic_prefix = f"{len(self.group)}:{self.group}:"
         self.endpoint = _endpoint_name(f"{type(self).__module__}.{type(self).__qualname__}:{self.channel}")
@@ -127,6 +137,8 @@ class BaseChannel:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if vars(cls).get("sends") is not None:
+            check_sends(cls.sends, where=cls.__name__)
         channel_class = globals().get("Channel")
         if channel_class is not None and issubclass(cls, channel_class):
             return
@@ -187,6 +199,20 @@ class BaseChannel:
     def get_throttles(self, config: FastAPIChannel) -> tuple[Any, ...]:
         """Return the channel-wide limits: this channel's own, else the app default."""
         return tuple(self.throttle_classes) if self.throttle_classes is not None else config.throttle_classes
+
+    def serves(self, endpoint: F) -> F:
+        """Mark ``endpoint``, a websocket route function, as the one serving this object (for the AsyncAPI document).
+
+        Raises:
+            ValueError: ``endpoint`` already serves another channel object.
+        """
+        if not inspect.isfunction(endpoint):
+            raise TypeError(f"@{type(self).__name__}.serves marks websocket route functions, not {endpoint!r}.")
+        served = getattr(endpoint, SERVES_ATTR, self)
+        if served is not self:
+            raise ValueError(f"{endpoint.__qualname__} already serves {served!r}: give each channel object its route.")
+        setattr(endpoint, SERVES_ATTR, self)
+        return endpoint
 
     # -- events ----------------------------------------------------------------------------------------
 
