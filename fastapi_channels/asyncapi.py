@@ -37,6 +37,7 @@ from fastapi_channels.asyncapi_schemas import (
     request_frame,
 )
 from fastapi_channels.channels import SERVES_ATTR, BaseChannel, Channel
+from fastapi_channels.codecs import JSON_TEXT
 from fastapi_channels.config import STATE_KEY, FastAPIChannel
 from fastapi_channels.decorators import RETURN_ANNOTATION, RegisteredAction
 from fastapi_channels.permission import AND, NOT, OR, BasePermission, PermissionLike
@@ -261,6 +262,11 @@ class _Builder:
         throttles = room.get_throttles(self.config) if self.config is not None else tuple(room.throttle_classes or ())
         if throttles:
             facts["rate_limits"] = [_describe_limit(throttle) for throttle in throttles]
+        if tuple(room.codecs) != (JSON_TEXT,):
+            # The payloads are described as JSON; these say how a client may carry them instead.
+            facts["codecs"] = [
+                {"name": codec.name, "subprotocol": codec.subprotocol, "binary": codec.binary} for codec in room.codecs
+            ]
         return facts
 
 

@@ -28,6 +28,7 @@ from fastapi_channels.__main__ import import_app, main
 from fastapi_channels.asyncapi import ASYNCAPI_VERSION, asyncapi_document, describe_permission, served_routes
 from fastapi_channels.asyncapi_page import render_page
 from fastapi_channels.channels import BaseChannel, Channel
+from fastapi_channels.codecs import JSON_BINARY, JSON_TEXT, MSGPACK
 from fastapi_channels.decorators import action
 from fastapi_channels.permission import AllowAny, DenyAll, IsAuthenticated
 from fastapi_channels.testing import receive_json, send_action
@@ -381,18 +382,38 @@ def test_asyncapi_document_of_the_demo_is_valid_and_names_every_action() -> None
 
 
 # Samples that show a mistake: they raise as they are loaded.
-RAISING_SAMPLES = {"actions/duplicate.py"}
+RAISING_SAMPLES = {"actions/duplicate.py", "routers/clash.py"}
+# Samples that hold no app: a client, a pytest conftest, and the routers that routers/main.py includes.
+NOT_APPS = {"codecs/client.py", "testing/conftest.py", "routers/admin.py", "routers/chat.py"}
+# Samples that are modules of a package: loaded under their package's name, so that relative imports work.
+PACKAGES = {"routers/"}
 
 
 def docs_samples() -> list[str]:
     names = {str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if not path.name.startswith("test_")}
-    assert RAISING_SAMPLES <= names
-    return sorted(names - RAISING_SAMPLES)
+    assert RAISING_SAMPLES | NOT_APPS <= names
+    return sorted(names - RAISING_SAMPLES - NOT_APPS)
+
+
+def load_sample(relative: str) -> Any:
+    """Load a docs sample; the modules of a package sample with their neighbours, under the package's name."""
+    package = next((prefix for prefix in PACKAGES if relative.startswith(prefix)), None)
+    if package is None:
+        return load(relative, module_name=f"asyncapi_sample_{relative[:-3].replace('/', '_')}")
+    dotted = "docs_src." + package.strip("/").replace("/", ".")
+    try:
+        for neighbour in sorted(NOT_APPS):
+            if neighbour.startswith(package):
+                load(neighbour, module_name=f"{dotted}.{neighbour[len(package) : -3]}")
+        return load(relative, module_name=f"{dotted}.{relative[len(package) : -3]}")
+    finally:
+        for name in [name for name in sys.modules if name.startswith(dotted + ".")]:
+            del sys.modules[name]
 
 
 @pytest.mark.parametrize("relative", docs_samples())
 def test_asyncapi_document_of_every_docs_sample_is_valid(relative: str) -> None:
-    sample = load(relative, module_name=f"asyncapi_sample_{relative[:-3].replace('/', '_')}")
+    sample = load_sample(relative)
     apps = [value for value in vars(sample).values() if isinstance(value, Starlette)]
     rooms = [value for value in vars(sample).values() if isinstance(value, BaseChannel)]
     assert apps, f"{relative} has no app"
@@ -648,3 +669,32 @@ def test_served_route_dataclass_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         route.path = "/elsewhere"  # type: ignore[misc]
     assert (route.address, route.parameters, route.name) == ("/games/{game}", {"game": "int"}, "game_endpoint")
+
+
+class Plain(Channel):
+    @action
+    async def ping(self) -> str:
+        return "pong"
+
+
+def test_asyncapi_document_lists_the_codecs_of_a_channel_that_speaks_more_than_json_text() -> None:
+    class Binary(Channel):
+        codecs = (JSON_TEXT, MSGPACK, JSON_BINARY)
+
+        @action
+        async def ping(self) -> str:
+            return "pong"
+
+    app = FastAPI()
+    add_channel(app)
+    app.add_api_websocket_route("/binary", Binary().connect)
+    app.add_api_websocket_route("/plain", Plain().connect)
+    document = asyncapi_document(app)
+    assert_valid(document)
+    facts = {channel["address"]: channel["x-fastapi-channels"] for channel in document["channels"].values()}
+    assert facts["/binary"]["codecs"] == [
+        {"name": "json", "subprotocol": "fastapi-channels.json", "binary": False},
+        {"name": "msgpack", "subprotocol": "fastapi-channels.msgpack", "binary": True},
+        {"name": "json-binary", "subprotocol": "fastapi-channels.json-binary", "binary": True},
+    ]
+    assert "codecs" not in facts["/plain"]  # the default, JSON text, goes without saying
