@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import re
 import secrets
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from fastapi import FastAPI, Request
@@ -215,6 +217,16 @@ def test_demo_homepage_assets_are_local_and_served() -> None:
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
     # The frames the page sends carry the user the seed's ResponseModel requires and a numeric request_id.
     assert "user: ui.user.value," in script.text and "request_id: requestId," in script.text
+
+
+def test_demo_homepage_links_the_asyncapi_page_of_its_channels() -> None:
+    with TestClient(create_app("memory://")) as client:
+        home = client.get("/")
+        link = re.search(r'<a id="asyncapi-link" href="([^"]+)"', home.text)
+        assert link is not None
+        page = client.get(urljoin(str(home.url), link.group(1)))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "shout" in page.text  # an action of the demo's group room
 
 
 def test_demo_channels_endpoint_describes_each_room() -> None:
