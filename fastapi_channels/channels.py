@@ -31,13 +31,22 @@ from fastapi_channels.exceptions import (
     ParseError,
     PermissionDenied,
 )
+from fastapi_channels.history import HistoryPage, Position, Retention
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
 from fastapi_channels.messages import check_sends
 from fastapi_channels.origin import check_allowed_origins
 from fastapi_channels.outbox import CONNECTION_KEY, Connection
 from fastapi_channels.permission import PermissionLike, allows_everyone, check_permission_like, has_permission
 from fastapi_channels.presence import Member, PresenceUnavailable
-from fastapi_channels.protocol import MAX_NAME_LENGTH, Frame, action_of, encode, parse_frame, request_id_of
+from fastapi_channels.protocol import (
+    MAX_NAME_LENGTH,
+    Frame,
+    action_of,
+    encode,
+    is_json_text,
+    parse_frame,
+    request_id_of,
+)
 from fastapi_channels.routing import ActionRouter, IncludeRouter, include_actions
 from fastapi_channels.session import FrameHandler, Session, current_config, session_of
 from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
@@ -52,6 +61,15 @@ SERVES_ATTR = "__fastapi_channels_serves__"
 """The attribute ``BaseChannel.serves`` sets on a websocket route function: the channel object it serves."""
 
 
+def _retention(size: Any, ttl: Any) -> Retention | None:
+    """Return the history a channel keeps, checking its settings, or None when it keeps none."""
+    if size is None:
+        if ttl is not None:
+            raise ValueError("history_ttl needs a history_size too: history is bounded by a number of publications.")
+        return None
+    return Retention(size, ttl)
+
+
 class BaseChannel:
     """Relay every text frame a client sends to everyone in its channel.
 
@@ -64,6 +82,9 @@ class BaseChannel:
     ``codecs`` are how clients may encode their frames (see ``fastapi_channels.codecs``); a relay speaks JSON text.
     ``sends`` declares the messages the server sends besides replies and error frames, ``{name: type}``, for the
     AsyncAPI document.
+    ``history_size`` (and optionally ``history_ttl``, in seconds) keeps the channel's last broadcasts, so that a
+    client that reconnects with the position of the last one it received is sent what it missed (see the
+    History and resume guide); each broadcast then reaches clients as a publication frame.
     """
 
     channel: str = DEFAULT_CHANNEL
@@ -78,6 +99,8 @@ class BaseChannel:
     codecs: Sequence[Codec] = (JSON_TEXT,)
     """The codecs clients may speak, the server's preferred first: the first is for clients that offer none."""
     sends: Mapping[str, Any] | None = None
+    history_size: int | None = None
+    history_ttl: float | None = None
     speaks_json: ClassVar[bool] = False
     """Whether clients speak JSON frames (``Channel``), and so get heartbeat pings; a relay passes raw text."""
 
@@ -99,6 +122,8 @@ class BaseChannel:
         allowed_origins: Sequence[str] | None = None,
         codecs: Sequence[Codec] | None = None,
         sends: Mapping[str, Any] | None = None,
+        history_size: int | None = None,
+        history_ttl: float | None = None,
     ) -> None:
         self.channel = _check_channel_name(channel if channel is not None else self.channel)
         self.max_connection = max_connection if max_connection is not None else self.max_connection
@@ -128,6 +153,10 @@ class BaseChannel:
             self.sends = check_sends(sends, where=type(self).__name__)
         # Channels of objects in different groups never meet: "lobby" of a relay and of a chat are two topics.
         self._topic_prefix = f"{len(self.group)}:{self.group}:"
+        self.history_size = history_size if history_size is not None else self.history_size
+        self.history_ttl = history_ttl if history_ttl is not None else self.history_ttl
+        self.retention = _retention(self.history_size, self.history_ttl)
+        """How much history the channel keeps, or None when it keeps none."""
         self.endpoint = _endpoint_name(f"{type(self).__module__}.{type(self).__qualname__}:{self.channel}")
         """Names the connections this object serves, the same in every process running the app's code."""
         # Hooks left as they are run inline, without a coroutine per frame.
@@ -139,6 +168,7 @@ class BaseChannel:
         super().__init_subclass__(**kwargs)
         if vars(cls).get("sends") is not None:
             check_sends(cls.sends, where=cls.__name__)
+        _retention(cls.history_size, cls.history_ttl)  # a bad setting fails here, not at the first connection
         channel_class = globals().get("Channel")
         if channel_class is not None and issubclass(cls, channel_class):
             return
@@ -272,14 +302,50 @@ class BaseChannel:
 
     # -- sending ---------------------------------------------------------------------------------------
 
-    async def broadcast_to_channel(self, channel: str, message: Any) -> None:
+    async def broadcast_to_channel(self, channel: str, message: Any) -> Position | None:
         """Send ``message`` to every connection of ``channel``, on every process sharing the backend.
+
+        On a channel with history, the message is kept there too and goes out as a publication frame; its
+        position (offset and epoch) is returned. Otherwise None is.
 
         Raises:
             BackendUnavailable: The backend cannot be reached (inside an action: an error frame, socket open).
         """
+        if self.retention is not None:
+            return await self._publish_to_history(channel, message, self.retention)
         text = message if isinstance(message, str) else await self.to_text(message)
         await self._running_config().layer.publish(self._topic_prefix + channel, text)
+        return None
+
+    async def _publish_to_history(self, channel: str, message: Any, retention: Retention) -> Position:
+        # A message we encoded is JSON; text given as it is (or from an encode_json override) is checked.
+        encoded = not isinstance(message, str) and self._plain_encode and not inspect.isawaitable(message)
+        text = await self.to_text(message)
+        layer = self._running_config().layer
+        return await layer.publish_to_history(
+            self._topic_prefix + channel, channel, text, is_json=encoded or is_json_text(text), retention=retention
+        )
+
+    async def history(
+        self, channel: str | None = None, *, limit: int | None = None, since: int | None = None
+    ) -> HistoryPage:
+        """Return the publications ``channel`` (this channel by default) keeps, oldest first.
+
+        With ``since``, those after that offset (the first ``limit`` of them); otherwise the last ``limit``
+        (all by default). The page also says where the stream stands (its last offset and its epoch: offsets of
+        another epoch do not compare) and, with ``since``, whether any publication after it is gone.
+
+        Raises:
+            RuntimeError: The channel keeps no history (give it a ``history_size``).
+            BackendUnavailable: The history store cannot be reached.
+        """
+        if self.retention is None:
+            raise RuntimeError(f"{type(self).__name__} keeps no history: give it a history_size.")
+        for name, value, lowest in (("limit", limit, 1), ("since", since, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lowest):
+                raise ValueError(f"{name} must be an integer of at least {lowest}, or None, not {value!r}.")
+        layer = self._running_config().layer
+        return await layer.read_history(self.topic(channel or self.channel), self.retention, since, limit)
 
     async def send_to_connection(self, connection_id: str, message: Any) -> None:
         """Send ``message`` to the one connection ``connection_id``, whichever process holds it.
@@ -424,6 +490,15 @@ class BaseChannel:
             return receive
         throttles, layer = self._prepared_for(session.config).throttles, session.config.layer
         everything, topic = f"{channel}:*", self.topic(channel)
+        retention = self.retention
+        if retention is not None:
+
+            async def relay_to_history(text: str) -> None:
+                for throttle in throttles:
+                    await throttle(websocket, everything)
+                await layer.publish_to_history(topic, channel, text, is_json=is_json_text(text), retention=retention)
+
+            return relay_to_history
 
         async def relay(text: str) -> None:
             for throttle in throttles:
@@ -602,6 +677,9 @@ class Channel(BaseChannel):
             if action is None:
                 if name == "pong":
                     return  # the answer to a heartbeat ping: the frame itself showed the client is there
+                if name == "resume" and session.resumption is not None:
+                    await session.resumption.request(data)  # a channel with history: send what the client missed
+                    return
                 raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
             if action.checked or own_throttles or prepared.throttles:
                 await check(action, name)

@@ -13,6 +13,7 @@ from starlette import status
 from starlette.websockets import WebSocket
 
 from fastapi_channels.backends import create_broadcast, redact, redis_client
+from fastapi_channels.history import History, MemoryHistory, RedisHistory
 from fastapi_channels.layers import ChannelLayer
 from fastapi_channels.metrics import ChannelMetrics
 from fastapi_channels.origin import check_allowed_origins
@@ -97,7 +98,11 @@ class FastAPIChannel:
         self.presence = _build_presence(presence_url, self.url, namespace=namespace, ttl=presence_ttl)
         self.metrics = ChannelMetrics()
         """This app's counters (connections, frames, errors...): ``metrics.stats()`` or Prometheus."""
-        self.layer = ChannelLayer(self.broadcast, presence=self.presence, namespace=namespace, metrics=self.metrics)
+        # Only what we publish through ourselves can carry history: the store must publish where the layer listens.
+        history = _build_history(self.url, namespace=namespace) if backend is None and broadcast is None else None
+        self.layer = ChannelLayer(
+            self.broadcast, presence=self.presence, namespace=namespace, metrics=self.metrics, history=history
+        )
         self.limiters = LimiterBackend(prefix=limiter_prefix)
         self.started = False
         self.draining = False
@@ -193,6 +198,17 @@ def _build_presence(presence_url: str | None, url: str, *, namespace: str, ttl: 
     if presence_url is not None and parsed.scheme != "memory":
         raise ValueError(f"presence_url must be a redis://, rediss:// or memory:// URL, not {redact(presence_url)!r}.")
     return LocalPresence()
+
+
+def _build_history(url: str, *, namespace: str) -> History | None:
+    """Keep history in memory for memory://, in Redis for redis:// and rediss://; other backends keep none."""
+    scheme = urlparse(url).scheme
+    if scheme == "memory":
+        return MemoryHistory()
+    if scheme in ("redis", "rediss"):
+        # The same server the layer subscribes through: the script that appends a publication publishes it too.
+        return RedisHistory(url, namespace=namespace)
+    return None
 
 
 def get_channel_config(websocket: WebSocket | None = None) -> FastAPIChannel:

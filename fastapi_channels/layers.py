@@ -4,6 +4,10 @@ Messages for one connection or one user travel on one extra channel, ``<namespac
 process subscribes to; each process hands them to its own matching connections. Who is connected, and
 admission under ``max_connection``, is the job of ``presence``; each connection's outbox (``outbox``) keeps
 a client that stops reading from holding up the others.
+
+Channels with history publish through the history store (``history``), which gives each publication its
+offset; a connection that joins such a channel sees live publications through its ``Resumption`` (``resume``)
+until it has caught up.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from starlette.websockets import WebSocket
 from fastapi_channels.backends import create_broadcast, is_unreachable  # noqa: F401
 from fastapi_channels.breaker import CircuitBreaker
 from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied
+from fastapi_channels.history import History, HistoryPage, HistoryUnavailable, Position, Retention
 from fastapi_channels.metrics import ChannelMetrics
 from fastapi_channels.outbox import CONNECTION_KEY, DEFAULT_SEND_QUEUE_SIZE, Connection  # noqa: F401
 from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
+from fastapi_channels.protocol import publication_head, publication_member, render_publication
+from fastapi_channels.resume import Resumption
 
 __all__ = ["ChannelLayer", "PUBLISH_TIMEOUT", "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_TIMEOUT"]
 
@@ -41,6 +48,10 @@ BREAKER_RESET_TIMEOUT = 1.0
 """Seconds publishing fails fast, without trying the backend, before one publish probes it again."""
 
 _NOT_SENT = "The message could not be sent: the backend cannot be reached."
+_NO_HISTORY = (
+    "This app keeps no history: channels with history_size need add_channel(url=...) with memory:// (one process) "
+    "or redis:// / rediss:// (several)."
+)
 
 
 @dataclass
@@ -48,6 +59,8 @@ class _Group:
     members: set[Connection] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pump: asyncio.Task[None] | None = None
+    # Connections still catching up with the channel's history: each live frame goes through their resumption.
+    resuming: dict[Connection, Resumption] = field(default_factory=dict)
 
 
 class ChannelLayer:
@@ -58,6 +71,7 @@ class ChannelLayer:
         presence: Who is connected (``LocalPresence`` by default: this process only).
         namespace: Names the channel that carries messages for one connection or one user.
         metrics: The app's counters (publish failures are counted here).
+        history: Where channels with history keep their publications (None: no channel may have history).
     """
 
     def __init__(
@@ -67,8 +81,10 @@ class ChannelLayer:
         presence: Presence | None = None,
         namespace: str = "fastapi-channels",
         metrics: ChannelMetrics | None = None,
+        history: History | None = None,
     ) -> None:
         self.broadcast = broadcast
+        self.history = history
         self.metrics = metrics if metrics is not None else ChannelMetrics()
         self.presence = presence or LocalPresence()
         self.direct_channel = f"{namespace}.direct"
@@ -88,8 +104,15 @@ class ChannelLayer:
         self._breaker = CircuitBreaker(failure_threshold=BREAKER_FAILURE_THRESHOLD, reset_timeout=BREAKER_RESET_TIMEOUT)
         await self.presence.start()
         try:
-            async with self._direct.lock:
-                await self._start_pump(self.direct_channel, self._direct, deliver=self._deliver_direct)
+            if self.history is not None:
+                await self.history.start()
+            try:
+                async with self._direct.lock:
+                    await self._start_pump(self.direct_channel, self._direct, deliver=self._deliver_direct)
+            except BaseException:
+                if self.history is not None:
+                    await self.history.stop()
+                raise
         except BaseException:
             await self.presence.stop()
             raise
@@ -101,6 +124,11 @@ class ChannelLayer:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
+        if self.history is not None:
+            try:
+                await self.history.stop()
+            except Exception:
+                logger.exception("Stopping the history store failed")
         await self.presence.stop()
 
     async def publish(self, channel: str, text: str) -> None:
@@ -128,17 +156,91 @@ class ChannelLayer:
             else:
                 await asyncio.wait_for(self.broadcast.publish(channel, text), PUBLISH_TIMEOUT)
         except Exception as exc:
+            raise self._failed(breaker, channel, exc) from exc
+        self._succeeded(breaker)
+
+    async def publish_to_history(
+        self, channel: str, name: str, text: str, *, is_json: bool, retention: Retention
+    ) -> Position:
+        """Keep ``text`` in the history of ``channel`` and send its publication frame to every connection of it.
+
+        ``name`` is the channel's name as clients know it (publication frames carry it); ``is_json`` says
+        whether ``text`` is JSON (sent as the frame's ``"data"``) or any other text (sent as ``"text"``).
+        Returns the publication's offset and epoch.
+
+        Raises:
+            BackendUnavailable: As ``publish``.
+            PermissionDenied: ``channel`` is the reserved channel of direct messages.
+            RuntimeError: The app keeps no history (its broadcast URL is neither memory:// nor redis://).
+        """
+        self.check_channel(channel)
+        store = self._history_store()
+        breaker = self._breaker
+        if not breaker.allow():
             self.metrics.publish_failures += 1
-            # A backend that answered but refused this one message is not down: only "unreachable" counts.
-            was_closed = breaker.state == "closed"
-            if is_unreachable(exc):
-                breaker.record_failure()
-            # Failed probes are not logged: a long outage must not flood the log.
-            if was_closed:
-                logger.warning("Publishing to %r failed: %s: %s", channel, type(exc).__name__, exc)
-                if breaker.state != "closed":
-                    logger.warning("Publishes fail at once now; one tries again every %s s", breaker.reset_timeout)
-            raise BackendUnavailable(error_msg=_NOT_SENT) from exc
+            raise BackendUnavailable(error_msg=_NOT_SENT)
+        target, head, member = self.prefix + channel, publication_head(name), publication_member(text, is_json=is_json)
+        try:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                    position = await self._append(store, channel, retention, target, head, member)
+            else:
+                position = await asyncio.wait_for(
+                    self._append(store, channel, retention, target, head, member), PUBLISH_TIMEOUT
+                )
+        except Exception as exc:
+            raise self._failed(breaker, target, exc) from exc
+        self._succeeded(breaker)
+        return position
+
+    async def _append(
+        self, store: History, channel: str, retention: Retention, target: str, head: str, member: str
+    ) -> Position:
+        position = await store.append(channel, member, retention, head=head, channel=target)
+        if not store.publishes:
+            # Nothing awaits between the offset and the publish (the memory store's append never waits), so
+            # publications go out in offset order.
+            await self.broadcast.publish(target, render_publication(head, position.offset, position.epoch, member))
+        return position
+
+    async def read_history(
+        self, channel: str, retention: Retention, since: int | None = None, limit: int | None = None
+    ) -> HistoryPage:
+        """Return the kept publications of ``channel``: after ``since`` (the first ``limit``), else the last ``limit``.
+
+        Raises:
+            BackendUnavailable: The history store cannot be reached.
+            RuntimeError: The app keeps no history.
+        """
+        try:
+            return await self._history_store().read(channel, retention, since=since, limit=limit)
+        except HistoryUnavailable as exc:
+            logger.warning("Reading the history of %r failed: %s", channel, exc)
+            raise BackendUnavailable(
+                error_msg="The channel's history cannot be read right now. Try again later."
+            ) from exc
+
+    def _history_store(self) -> History:
+        if self.history is None:
+            raise RuntimeError(_NO_HISTORY)
+        return self.history
+
+    def _failed(self, breaker: CircuitBreaker, channel: str, exc: Exception) -> BackendUnavailable:
+        """Count and log a publish that failed; return the error for the caller."""
+        self.metrics.publish_failures += 1
+        # A backend that answered but refused this one message is not down: only "unreachable" counts.
+        was_closed = breaker.state == "closed"
+        if is_unreachable(exc):
+            breaker.record_failure()
+        # Failed probes are not logged: a long outage must not flood the log.
+        if was_closed:
+            logger.warning("Publishing to %r failed: %s: %s", channel, type(exc).__name__, exc)
+            if breaker.state != "closed":
+                logger.warning("Publishes fail at once now; one tries again every %s s", breaker.reset_timeout)
+        return BackendUnavailable(error_msg=_NOT_SENT)
+
+    @staticmethod
+    def _succeeded(breaker: CircuitBreaker) -> None:
         if breaker.state != "closed":
             logger.warning("Publishing works again")
         breaker.record_success()
@@ -203,8 +305,12 @@ class ChannelLayer:
         group = self._groups.get(channel)
         return list(group.members) if group else []
 
-    async def add(self, connection: Connection, *, max_connections: int | None = None) -> bool:
+    async def add(
+        self, connection: Connection, *, max_connections: int | None = None, resumption: Resumption | None = None
+    ) -> bool:
         """Admit ``connection`` to its channel unless it is full; subscribe the process on first use.
+
+        With ``resumption``, live frames of the channel go through it until it is done (channels with history).
 
         Raises:
             BackendUnavailable: Presence is shared through Redis and Redis cannot be reached.
@@ -221,6 +327,8 @@ class ChannelLayer:
             logger.warning("Cannot admit a connection to %r: %s", channel, exc)
             raise BackendUnavailable(error_msg="The channel cannot be joined right now. Try again later.") from exc
         group = self._groups.setdefault(channel, _Group())
+        if resumption is not None:
+            group.resuming[connection] = resumption
         group.members.add(connection)
         self._index(connection)
         try:
@@ -239,6 +347,7 @@ class ChannelLayer:
         if group is None or connection not in group.members:
             return
         group.members.discard(connection)
+        group.resuming.pop(connection, None)
         self._unindex(connection)
         await self.presence.remove(channel, connection.id)
         async with group.lock:
@@ -283,9 +392,14 @@ class ChannelLayer:
 
     @staticmethod
     def _deliver_to(group: _Group) -> Callable[[str], None]:
+        members, resuming = group.members, group.resuming
+
         def deliver(text: str) -> None:
+            if resuming:
+                _deliver_resuming(group, text)
+                return
             # Sending never awaits nor changes the members, so the set is walked as it is.
-            for connection in group.members:
+            for connection in members:
                 connection.send(text)
 
         return deliver
@@ -334,6 +448,23 @@ class ChannelLayer:
             if not subscribed.done():
                 subscribed.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             raise
+
+
+def _deliver_resuming(group: _Group, text: str) -> None:
+    """Deliver ``text`` to a group some of whose connections are catching up with history."""
+    resuming = group.resuming
+    caught_up = False
+    for connection in group.members:
+        resumption = resuming.get(connection)
+        if resumption is None:
+            connection.send(text)
+            continue
+        if resumption.offer(text):
+            connection.send(text)
+        caught_up = caught_up or resumption.done
+    if caught_up:
+        for connection in [connection for connection, resumption in resuming.items() if resumption.done]:
+            del resuming[connection]
 
 
 def _report_failure(pump: asyncio.Task[None]) -> None:

@@ -3,6 +3,9 @@
 Incoming frames are JSON text objects: ``{"action": "<name>", "request_id": <optional>, ...}``.
 Error frames are JSON objects with at least ``type``, ``status``, ``action``, ``request_id`` and ``errors``.
 Reply frames (what an action returns) are ``{"type": "response", "status": "ok", "action", "request_id", "data"}``.
+Broadcasts to a channel with history are publication frames, ``{"type": "publication", "channel", "offset",
+"epoch", "data" | "text"}``, and a client joining such a channel gets a resume frame, ``{"type": "resume",
+"channel", "recovered", "offset", "epoch"}``, once what it missed has been replayed.
 JSON is read and written by pydantic-core (a dependency through pydantic): several times faster than the
 standard library on the small objects frames are, and strict (no ``NaN``, no lone surrogate escapes).
 """
@@ -19,17 +22,26 @@ from fastapi_channels.exceptions import ParseError, WebSocketException
 __all__ = [
     "Frame",
     "INTERNAL_ERROR_MESSAGE",
+    "MAX_EPOCH_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_OFFSET",
     "MAX_REQUEST_ID_LENGTH",
     "action_of",
     "encode",
     "error_payload",
     "internal_error_payload",
+    "is_json_text",
     "parse_frame",
+    "publication_head",
+    "publication_member",
+    "publication_position",
     "render",
+    "render_publication",
     "render_reply",
+    "render_resume",
     "reply_head",
     "request_id_of",
+    "split_member",
 ]
 
 Frame = dict[str, Any]
@@ -41,6 +53,11 @@ MAX_NAME_LENGTH = 256
 """The longest action or channel name a client may send: what is echoed and logged stays small."""
 MAX_REQUEST_ID_LENGTH = 128
 """The longest string ``request_id``: it is echoed in every answer, so a client cannot make answers grow."""
+
+MAX_OFFSET = 2**53 - 1
+"""The largest offset a client may name: the largest integer a JavaScript number holds exactly."""
+MAX_EPOCH_LENGTH = 64
+"""The longest epoch a client may name; the server's own epochs are 16 hexadecimal digits."""
 
 INTERNAL_ERROR_MESSAGE = "Internal server error."
 """What a client reads when an action crashes: the details stay in the server log."""
@@ -147,3 +164,63 @@ def encode(data: Any) -> str:
 def render(payload: Any) -> str:
     """Encode a frame of our own as compact JSON text; a value JSON cannot hold is sent as its ``str()``."""
     return to_json(payload, fallback=str, inf_nan_mode="null").decode()
+
+
+# -- channels with history -------------------------------------------------------------------------------
+# A publication frame is built from pieces, so that Redis can put the offset and epoch it assigns in the
+# middle without decoding anything: head + offset + ',"epoch":"' + epoch + '",' + member + '}'. The member is
+# '"data":<the JSON message>' or '"text":<the text as a JSON string>'.
+
+_DATA = '"data":'
+_TEXT = '"text":'
+_EPOCH = ',"epoch":"'
+
+
+def publication_head(channel: str) -> str:
+    """Return the start of the publication frames of ``channel``, up to its ``offset`` value."""
+    return '{"type":"publication","channel":' + to_json(channel).decode() + ',"offset":'
+
+
+def is_json_text(text: str) -> bool:
+    """Return whether ``text`` is one JSON value (strict JSON: no ``NaN``, no trailing characters)."""
+    try:
+        from_json(text, allow_inf_nan=False)
+    except ValueError:
+        return False
+    return True
+
+
+def publication_member(text: str, *, is_json: bool) -> str:
+    """Return the member that carries a message in its publication frame: ``"data"`` for JSON, else ``"text"``."""
+    return _DATA + text if is_json else _TEXT + to_json(text).decode()
+
+
+def split_member(member: str) -> tuple[str, bool]:
+    """Return the message a member carries, as published, and whether it is JSON (undoes ``publication_member``)."""
+    if member.startswith(_DATA):
+        return member[len(_DATA) :], True
+    text: str = from_json(member[len(_TEXT) :])
+    return text, False
+
+
+def render_publication(head: str, offset: int, epoch: str, member: str) -> str:
+    """Render a publication frame from ``publication_head(channel)``, its position and its member."""
+    return f'{head}{offset}{_EPOCH}{epoch}",{member}}}'
+
+
+def publication_position(text: str, head: str) -> tuple[int, str] | None:
+    """Return ``(offset, epoch)`` of a publication frame that starts with ``head``; None for any other text."""
+    if not text.startswith(head):
+        return None
+    start = len(head)
+    end = text.find(_EPOCH, start)
+    epoch_end = text.find('"', end + len(_EPOCH))
+    digits = text[start:end]
+    if end < 0 or epoch_end < 0 or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits), text[end + len(_EPOCH) : epoch_end]
+
+
+def render_resume(channel: str, *, recovered: bool, offset: int, epoch: str) -> str:
+    """Render the resume frame: whether the client has everything after the position it gave, and where it is now."""
+    return render({"type": "resume", "channel": channel, "recovered": recovered, "offset": offset, "epoch": epoch})

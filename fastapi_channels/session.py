@@ -26,12 +26,14 @@ from fastapi_channels.codecs import SUBPROTOCOL_PREFIX, Codec, negotiate
 from fastapi_channels.config import FastAPIChannel
 from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, RateLimitExceeded, WebSocketException
 from fastapi_channels.handlers import lookup_exception_handler
+from fastapi_channels.history import HistoryPage, Position, Retention
 from fastapi_channels.identity import user_of
 from fastapi_channels.lifespan import ChannelEvents
 from fastapi_channels.origin import origin_allowed
 from fastapi_channels.outbox import SEND_KEY, Connection
 from fastapi_channels.permission import PermissionLike
 from fastapi_channels.protocol import MAX_NAME_LENGTH, internal_error_payload, render
+from fastapi_channels.resume import Resumption, resume_point
 from fastapi_channels.stepping import resume
 from fastapi_channels.throttling import LimitHandled
 from fastapi_channels.timeouts import PING_FRAME, Watchdog
@@ -60,6 +62,7 @@ class ChannelHooks(Protocol):
     allowed_origins: Sequence[str] | None
     codecs: Sequence[Codec]
     speaks_json: ClassVar[bool]
+    retention: Retention | None
 
     def topic(self, channel: str) -> str:
         """Return what the channel layer and presence file ``channel`` under."""
@@ -93,6 +96,7 @@ class Session:
         "subprotocol",
         "action",
         "request_id",
+        "resumption",
         "_user",
         "_task",
         "_read_ahead",
@@ -121,6 +125,8 @@ class Session:
         # The frame being handled, for the error frame that answers it.
         self.action: str | None = None
         self.request_id: int | str | None = None
+        self.resumption: Resumption | None = None
+        """How the connection catches up with its channel's history (channels with history only)."""
         self._user = websocket.scope.get("user")
         self._task: asyncio.Task[Any] | None = None
         # A message read while an action waited, so that a disconnect is seen (and the action cancelled) at once.
@@ -179,8 +185,17 @@ class Session:
                 # Often taken from the URL: a client must not make every log line and count key huge.
                 raise WebSocketException(error_msg=f"A channel name must be at most {MAX_NAME_LENGTH} characters.")
             await self.owner.check_permissions(websocket, None, self.channel)
-            if not await self.config.layer.add(self.connection, max_connections=self.owner.max_connection):
+            layer = self.config.layer
+            resumption = self._resumption()
+            if not await layer.add(self.connection, max_connections=self.owner.max_connection, resumption=resumption):
                 raise ConnectionLimitExceeded()
+            if resumption is not None:
+                # Read now, with live publications held, so that those of the join handlers reach the client too.
+                try:
+                    await resumption.prepare()
+                except BaseException:
+                    await _run_to_the_end(layer.discard(self.connection))
+                    raise
         except Exception as exc:
             if isinstance(exc, WebSocketException):
                 # A connection that may not join never stays open.
@@ -191,6 +206,45 @@ class Session:
             await self.fail(exc)
             return False
         return True
+
+    def _resumption(self) -> Resumption | None:
+        """Prepare the catch-up of a channel with history, from the position the query string names, if any."""
+        retention = self.owner.retention
+        if retention is None:
+            return None
+        since: Position | None = None
+        problem: ParseError | None = None
+        try:
+            since = resume_point(self.websocket.query_params)
+        except ParseError as exc:
+            problem = exc
+        layer, topic = self.config.layer, self.connection.topic
+
+        async def read(since: int | None, limit: int | None) -> HistoryPage:
+            return await layer.read_history(topic, retention, since, limit)
+
+        self.resumption = Resumption(
+            self.connection,
+            self.channel,
+            read=read,
+            since=since,
+            problem=problem,
+            buffer_bytes=self.config.send_queue_bytes,
+        )
+        return self.resumption
+
+    async def _catch_up(self, resumption: Resumption) -> bool:
+        """Send the client what it missed, then live publications; return whether the connection goes on."""
+        try:
+            if resumption.problem is not None:
+                await self.fail(resumption.problem)
+            await resumption.catch_up()
+        except Exception as exc:
+            if isinstance(exc, WebSocketException):
+                # A client that cannot catch up would go on without what it missed: it reconnects instead.
+                exc.close = True
+            await self.fail(exc)
+        return not (self.connection.closing or self.connection.closed)
 
     async def _serve(self) -> None:
         """Join, handle the client's frames until the connection ends, and leave exactly once.
@@ -204,7 +258,7 @@ class Session:
         joined = False
         try:
             joined = await self._join(stack)
-            if not joined:
+            if not joined or (self.resumption is not None and not await self._catch_up(self.resumption)):
                 return
             # A join handler may have logged the client in (scope["user"]).
             await self._follow_user()

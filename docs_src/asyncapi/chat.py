@@ -41,8 +41,8 @@ class Chat(Channel):
         HISTORY.append(message)
         await self.broadcast_to_channel(channel, message)
 
-    @action(tags=["chat"])
-    async def history(self, limit: Annotated[int, Field(ge=1, le=50)] = 10) -> list[Message]:
+    @action("history", tags=["chat"])
+    async def last_messages(self, limit: Annotated[int, Field(ge=1, le=50)] = 10) -> list[Message]:
         """Return the room's last messages, oldest first."""
         return HISTORY[-limit:]
 
