@@ -32,9 +32,12 @@ from fastapi_channels.asyncapi_schemas import (
     error_message,
     generate_schemas,
     ping_message,
+    publication_message,
     relay_message,
     reply_frame,
     request_frame,
+    resume_message,
+    resume_request,
 )
 from fastapi_channels.channels import SERVES_ATTR, BaseChannel, Channel
 from fastapi_channels.codecs import JSON_TEXT
@@ -222,6 +225,8 @@ class _Builder:
             self.messages["ping"] = ping_message()
             messages["ping"] = {"$ref": "#/components/messages/ping"}
             self._operation(f"{channel_id}.ping", "send", ref, [f"{channel_id}/messages/ping"])
+        if room.retention is not None:
+            self._add_history(channel_id, ref, messages, room)
         self.messages["drain"] = drain_message()
         messages["drain"] = {"$ref": "#/components/messages/drain"}
         self._operation(f"{channel_id}.drain", "send", ref, [f"{channel_id}/messages/drain"])
@@ -245,6 +250,22 @@ class _Builder:
         operation.update(_described(room, entry, typed=payload is not None))
         operation["reply"] = {"channel": ref, "messages": [{"$ref": f"#/channels/{reply}"} for reply in replies]}
 
+    def _add_history(self, channel_id: str, ref: dict[str, str], messages: dict[str, Any], room: BaseChannel) -> None:
+        """Add the frames of a channel with history: publications, the resume frame and the resume request."""
+        self.messages["publication"] = publication_message()
+        self.messages["resume"] = resume_message()
+        for name in ("publication", "resume"):
+            messages[name] = {"$ref": f"#/components/messages/{name}"}
+            self._operation(f"{channel_id}.{name}", "send", ref, [f"{channel_id}/messages/{name}"])
+        if isinstance(room, Channel) and "resume" not in room.actions:
+            key = _unique("action.resume", messages)
+            messages[key] = resume_request()
+            operation = self._operation(f"{channel_id}.{key}", "receive", ref, [f"{channel_id}/messages/{key}"])
+            operation["reply"] = {
+                "channel": ref,
+                "messages": [{"$ref": f"#/channels/{channel_id}/messages/{name}"} for name in ("resume", "error")],
+            }
+
     def _operation(self, key: str, action: str, channel: dict[str, str], messages: list[str]) -> dict[str, Any]:
         operation_id = _unique(key, self.operations)
         operation = {"action": action, "channel": channel, "messages": [{"$ref": f"#/channels/{m}"} for m in messages]}
@@ -262,6 +283,8 @@ class _Builder:
         throttles = room.get_throttles(self.config) if self.config is not None else tuple(room.throttle_classes or ())
         if throttles:
             facts["rate_limits"] = [_describe_limit(throttle) for throttle in throttles]
+        if room.retention is not None:
+            facts["history"] = {"size": room.retention.size, "ttl": room.retention.ttl}
         if tuple(room.codecs) != (JSON_TEXT,):
             # The payloads are described as JSON; these say how a client may carry them instead.
             facts["codecs"] = [

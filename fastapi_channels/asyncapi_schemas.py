@@ -29,6 +29,9 @@ __all__ = [
     "ping_message",
     "drain_message",
     "relay_message",
+    "publication_message",
+    "resume_message",
+    "resume_request",
     "close_codes",
 ]
 
@@ -193,6 +196,57 @@ def drain_message() -> dict[str, Any]:
         "title": "Drain notice",
         "summary": "The server is about to close the connection with 1012: connect again after reconnect_in.",
         "payload": _typed_frame("drain", properties),
+    }
+
+
+_POSITION = {
+    "offset": {"type": "integer", "minimum": 0, "description": "The position in the channel's stream."},
+    "epoch": {"type": "string", "description": "The stream's epoch: offsets of another epoch do not compare."},
+}
+
+
+def publication_message() -> dict[str, Any]:
+    """Return the message object of a broadcast on a channel with history: the message and its position."""
+    properties = {
+        "channel": {"type": "string"},
+        **_POSITION,
+        "data": {"description": "The broadcast message, as JSON (text that is not JSON comes as `text`)."},
+        "text": {"type": "string"},
+    }
+    payload = _typed_frame("publication", properties)
+    payload["required"] = ["type", "channel", "offset", "epoch"]
+    return {
+        "name": "publication",
+        "title": "Publication",
+        "summary": "A broadcast on a channel with history: keep its offset and epoch to resume after a reconnect.",
+        "payload": payload,
+    }
+
+
+def resume_message() -> dict[str, Any]:
+    """Return the message object of the frame that ends a join (and its replay) on a channel with history."""
+    properties = {
+        "channel": {"type": "string"},
+        "recovered": {"type": "boolean", "description": "Whether everything after the position given was sent."},
+        **_POSITION,
+    }
+    return {
+        "name": "resume",
+        "title": "Resume",
+        "summary": "Sent on every join to a channel with history, after the publications the client missed.",
+        "payload": _typed_frame("resume", properties),
+    }
+
+
+def resume_request() -> dict[str, Any]:
+    """Return the message object of the frame that asks for what was missed since a position."""
+    return {
+        "name": "resume",
+        "title": "resume",
+        "summary": "Ask for the publications after a position (or pass ?offset=&epoch= when connecting).",
+        "payload": request_frame(
+            "resume", {"type": "object", "properties": _POSITION, "required": ["offset", "epoch"]}
+        ),
     }
 
 

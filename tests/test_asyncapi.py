@@ -698,3 +698,30 @@ def test_asyncapi_document_lists_the_codecs_of_a_channel_that_speaks_more_than_j
         {"name": "json-binary", "subprotocol": "fastapi-channels.json-binary", "binary": True},
     ]
     assert "codecs" not in facts["/plain"]  # the default, JSON text, goes without saying
+
+
+def test_asyncapi_document_of_a_channel_with_history_has_publications_and_resume() -> None:
+    class Feed(Channel):
+        history_size = 50
+        history_ttl = 60.0
+
+        @action
+        async def post(self, text: str) -> None:
+            pass
+
+    app = FastAPI()
+    add_channel(app)
+    app.add_api_websocket_route("/feed", Feed().connect)
+    app.add_api_websocket_route("/plain", Plain().connect)
+    document = asyncapi_document(app)
+    assert_valid(document)
+    feed, plain = (channel for channel in document["channels"].values())
+    assert feed["x-fastapi-channels"]["history"] == {"size": 50, "ttl": 60.0}
+    assert {"publication", "resume", "action.resume"} <= set(feed["messages"])
+    assert not {"publication", "resume", "action.resume"} & set(plain["messages"])
+    assert "history" not in plain["x-fastapi-channels"]
+    publication = document["components"]["messages"]["publication"]["payload"]
+    assert publication["required"] == ["type", "channel", "offset", "epoch"]
+    resume = [op for key, op in document["operations"].items() if key.endswith(".action.resume")]
+    assert len(resume) == 1 and resume[0]["action"] == "receive"
+    assert "Publication" in render_page(document)
