@@ -1,5 +1,5 @@
-"""The package's import graph: imports flow one way (no cycle, not even a deferred one), and only the layer
-and the backends import broadcaster at run time."""
+"""The package's import graph: imports flow one way (no cycle, not even a deferred one), only the layer and the
+backends import broadcaster at run time, and only the proxy imports websockets."""
 
 from __future__ import annotations
 
@@ -91,6 +91,17 @@ def test_only_the_layer_and_the_backends_import_broadcaster_at_run_time() -> Non
         if any(name.split(".")[0] == "broadcaster" for name in imported_modules(path, runtime_only=True))
     }
     assert importers == {"fastapi_channels.layers", "fastapi_channels.backends"}
+
+
+def test_only_the_proxy_imports_websockets_and_no_module_imports_the_proxy() -> None:
+    # websockets is the proxy extra's: importing the package, or any other module of it, must not need it.
+    importers = {
+        module_name(path)
+        for path in PACKAGE.glob("*.py")
+        if any(name.split(".")[0] == "websockets" for name in imported_modules(path))
+    }
+    assert importers == {"fastapi_channels.proxy"}
+    assert not any("fastapi_channels.proxy" in imported for imported in package_graph().values())
 
 
 def test_modules_import_each_other_in_the_house_order() -> None:
