@@ -2,16 +2,18 @@
 
 A channel registers each decorated handler as a ``RegisteredAction`` when its class is created (or when
 ``room.action(...)`` registers a function). The handler's signature is read then, once (see ``signatures``):
-which keyword fills each parameter, the validator of a typed payload and the shape of the replies.
+which keyword fills each parameter, the validator of a typed payload, the shape of the replies and the plan of
+its dependencies (see ``dependencies``).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from fastapi_channels.dependencies import Dependency, DependencyPlan, declare_dependencies, read_dependencies
 from fastapi_channels.payloads import Payload, Reply
 from fastapi_channels.permission import PermissionLike, check_permission_like
 from fastapi_channels.signatures import HANDLER_KEYWORDS, RETURN_ANNOTATION, HandlerSignature
@@ -46,6 +48,8 @@ class ActionSpec:
     response_model_exclude_unset: bool = False
     response_model_exclude_defaults: bool = False
     response_model_by_alias: bool = True
+    dependencies: tuple[Any, ...] = ()
+    """The ``Depends(...)`` of ``@action(dependencies=[...])``, run before the handler."""
 
 
 @overload
@@ -66,6 +70,7 @@ def action(
     response_model_exclude_unset: bool = False,
     response_model_exclude_defaults: bool = False,
     response_model_by_alias: bool = True,
+    dependencies: Sequence[Any] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -82,6 +87,7 @@ def action(
     response_model_exclude_unset: bool = False,
     response_model_exclude_defaults: bool = False,
     response_model_by_alias: bool = True,
+    dependencies: Sequence[Any] | None = None,
 ) -> Any:
     """Declare a channel method as the handler of the action ``name`` (the function's name by default).
 
@@ -98,6 +104,7 @@ def action(
         response_model_exclude_unset: Leave out the response model's fields that were not set.
         response_model_exclude_defaults: Leave out the response model's fields that have their default value.
         response_model_by_alias: Name the response model's fields by their aliases.
+        dependencies: FastAPI ``Depends(...)`` to run before the handler, their values unused.
     """
     if callable(name):
         # Used bare, as ``@action`` without parentheses.
@@ -110,6 +117,7 @@ def action(
             raise TypeError(f"action {label} must be a string or None, not {text!r}.")
     if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags or ()):
         raise TypeError(f"action tags must be a list of strings, not {tags!r}.")
+    declare_dependencies(dependencies, "action dependencies")
     options = {
         "permission": permission,
         "deprecated": deprecated,
@@ -121,6 +129,7 @@ def action(
         "response_model_exclude_unset": response_model_exclude_unset,
         "response_model_exclude_defaults": response_model_exclude_defaults,
         "response_model_by_alias": response_model_by_alias,
+        "dependencies": tuple(dependencies or ()),
     }
 
     def decorator(func: F) -> F:
@@ -151,6 +160,8 @@ class RegisteredAction:
     """Validates the payload for the handler's typed parameters; None when it has none."""
     reply: Reply
     """Renders what the handler returns as its reply frame."""
+    dependencies: DependencyPlan | None = None
+    """Runs the dependencies of ``@action(dependencies=...)`` and of the handler's parameters; None: it has none."""
 
     @property
     def accepted(self) -> frozenset[str]:
@@ -170,7 +181,8 @@ class RegisteredAction:
         """Register the method stored on the class under ``attribute``; ``namespace`` helps resolve annotations.
 
         Raises:
-            TypeError: The handler has a parameter that no action call fills, or types pydantic cannot validate.
+            TypeError: The handler or a dependency has a parameter that nothing fills, or types pydantic cannot
+                validate.
         """
         where = f"{owner}.{attribute}" if owner else attribute
         if isinstance(func, staticmethod):
@@ -184,7 +196,8 @@ class RegisteredAction:
         """Register a plain function.
 
         Raises:
-            TypeError: The function has a parameter that no action call fills, or types pydantic cannot validate.
+            TypeError: The function or a dependency has a parameter that nothing fills, or types pydantic cannot
+                validate.
         """
         where = getattr(func, "__qualname__", repr(func))
         return cls._read(spec, func, func, where, bound=False, namespace=None)
@@ -212,23 +225,37 @@ class RegisteredAction:
             exclude_defaults=spec.response_model_exclude_defaults,
             by_alias=spec.response_model_by_alias,
         )
-        return cls(spec, target, signature.keywords, signature.payload, signature.reply)
+        subject = f"the action handler {where}"
+        dependencies = DependencyPlan.of(
+            read_dependencies(spec.dependencies, subject),
+            tuple((name, Dependency.read(declared, subject)) for name, declared in signature.dependencies),
+        )
+        return cls(spec, target, signature.keywords, signature.payload, signature.reply, dependencies)
 
     def function(self, owner: Any) -> Callable[..., Any]:
         """Return the handler (bound to ``owner`` for a method)."""
         return getattr(owner, self.target) if isinstance(self.target, str) else self.target
 
     async def call(self, owner: Any, **available: Any) -> Any:
-        """Validate the payload, call the handler with what its parameters take and return what it returns.
+        """Run the dependencies, validate the payload, call the handler with what its parameters take and return
+        what it returns (the channel's own ``dependencies`` are not run: a prepared action runs them).
 
         Raises:
             ValidationFailed: The payload does not fit the handler's typed parameters.
         """
-        arguments = self.payload.arguments(available.get("data") or {}) if self.payload is not None else {}
-        for parameter, keyword in self.keywords:
-            if keyword in available:
-                arguments[parameter] = available[keyword]
-        result = self.function(owner)(**arguments)
+        handler = self.function(owner)
+
+        def finish(arguments: dict[str, Any]) -> Any:
+            if self.payload is not None:
+                arguments.update(self.payload.arguments(available.get("data") or {}))
+            for parameter, keyword in self.keywords:
+                if keyword in available:
+                    arguments[parameter] = available[keyword]
+            return handler(**arguments)
+
+        if self.dependencies is not None:
+            return await self.dependencies.run(tuple(map(available.get, HANDLER_KEYWORDS)), finish)
+        result = finish({})
         if inspect.isawaitable(result):
             result = await result
         return result
