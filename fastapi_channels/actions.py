@@ -2,20 +2,23 @@
 
 Preparing an action binds its handler, decides whether its permission check can be skipped (everyone is
 allowed and ``check_permissions`` is not overridden), builds its rate limiters in the app's limiter store and
-picks how to call it (with a payload validation only when the handler has typed parameters). A frame then
-costs one registry lookup, the checks that can say no, and the call.
+picks how to call it (with a payload validation only when the handler has typed parameters, through its
+dependency plan only when it has dependencies). A frame then costs one registry lookup, the checks that can say
+no, and the call.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from starlette.websockets import WebSocket
 
 from fastapi_channels.decorators import RegisteredAction
+from fastapi_channels.dependencies import Dependency, DependencyPlan
 from fastapi_channels.payloads import Payload
 from fastapi_channels.permission import PermissionLike
 from fastapi_channels.signatures import HANDLER_KEYWORDS
@@ -44,13 +47,20 @@ class PreparedAction:
     """Validates the payload for the handler's typed parameters; None when it has none."""
     reply: Callable[[int | str | None, Any], str]
     """Renders what the handler returns as the reply frame: ``reply(request_id, value)``."""
+    dependencies: DependencyPlan | None = None
+    """Runs the channel's and the action's dependencies before the handler; None when there are none."""
     invoke: Callable[[WebSocket, str, dict[str, Any], Any], Any] = field(init=False, repr=False, compare=False)
-    """``call``, or ``call_typed`` for a handler with typed parameters: chosen once, not on every frame."""
+    """``call``, ``call_typed`` for a handler with typed parameters, or ``call_with_dependencies`` for an action
+    with dependencies: chosen once, not on every frame."""
     checked: bool = field(init=False, repr=False, compare=False)
     """Whether a frame must be checked before the call: deprecated, a permission to ask, or limits to spend."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "invoke", self.call if self.payload is None else self.call_typed)
+        if self.dependencies is not None:
+            invoke = self.call_with_dependencies
+        else:
+            invoke = self.call if self.payload is None else self.call_typed
+        object.__setattr__(self, "invoke", invoke)
         object.__setattr__(self, "checked", self.deprecated or self.check_permission or bool(self.throttles))
 
     def call(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> Any:
@@ -70,6 +80,28 @@ class PreparedAction:
             arguments[key] = available[index]
         return self.handler(**arguments)
 
+    def call_with_dependencies(
+        self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any
+    ) -> Awaitable[Any]:
+        """Run the dependencies, then validate the payload and call the handler; return what it returns, awaited.
+
+        The code after ``yield`` in the dependencies runs once the handler is over, before the reply is sent.
+
+        Raises:
+            ValidationFailed: The payload does not fit the handler's typed parameters.
+        """
+        available = (websocket, channel, data, self.name, request_id)
+        plan = cast(DependencyPlan, self.dependencies)
+        return plan.run(available, functools.partial(self._call_with, available))
+
+    def _call_with(self, available: tuple[Any, ...], arguments: dict[str, Any]) -> Any:
+        """Call the handler with the ``arguments`` its dependencies fill, its payload and its keywords."""
+        if self.payload is not None:
+            arguments.update(self.payload.arguments(available[2]))  # the frame, ``data``
+        for key, index in self.keywords:
+            arguments[key] = available[index]
+        return self.handler(**arguments)
+
     async def run(self, websocket: WebSocket, channel: str, data: dict[str, Any], request_id: Any) -> Any:
         """Call the handler, await it when it is async, and return what it returns."""
         result = self.invoke(websocket, channel, data, request_id)
@@ -85,11 +117,13 @@ def prepare_action(
     *,
     channel_allows_everyone: bool,
     action_allows_everyone: bool,
+    dependencies: tuple[Dependency, ...] = (),
 ) -> PreparedAction:
-    """Bind ``entry`` to ``owner`` and build its rate limiters in ``limiters``."""
+    """Bind ``entry`` to ``owner`` and build its rate limiters in ``limiters``; ``dependencies`` run before it."""
     handler = entry.function(owner)
     limits = get_limits(handler)
     throttles: tuple[Throttle, ...] = tuple(limiters.limiter_for((owner, entry.spec.name), limits)) if limits else ()
+    plan = entry.dependencies.around(dependencies) if entry.dependencies else DependencyPlan.of(dependencies, ())
     return PreparedAction(
         name=entry.spec.name,
         handler=handler,
@@ -103,6 +137,7 @@ def prepare_action(
         throttles=throttles,
         payload=entry.payload,
         reply=entry.reply.render,
+        dependencies=plan,
     )
 
 

@@ -24,6 +24,7 @@ from fastapi_channels.codecs import JSON_TEXT, Codec, frame_decoder, resolve_cod
 from fastapi_channels.config import STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.decorators import ActionOptions, RegisteredAction, check_action_name, get_action_spec
 from fastapi_channels.decorators import action as declare_action
+from fastapi_channels.dependencies import Dependency, read_dependencies
 from fastapi_channels.exceptions import (
     ActionIsDeprecated,
     ActionNotExist,
@@ -106,6 +107,8 @@ class BaseChannel:
 
     # Bumped when an action is registered on the object, so that what was prepared for it is prepared again.
     _version: int = 0
+    # The channel-wide dependencies, read (``Channel`` has them; a relay has no actions to run them before).
+    _dependencies: tuple[Dependency, ...] = ()
 
     def __init__(
         self,
@@ -538,6 +541,7 @@ class BaseChannel:
                 config.limiters,
                 channel_allows_everyone=channel_open,
                 action_allows_everyone=allows_everyone(entry.spec.permission),
+                dependencies=self._dependencies,
             )
             for name, entry in self._registry().items()
         }
@@ -559,8 +563,13 @@ class _IncludeRouter:
 
 
 class Channel(BaseChannel):
-    """Dispatch JSON frames ``{"action": name, ...}`` to the actions declared with ``@action`` or ``.action()``."""
+    """Dispatch JSON frames ``{"action": name, ...}`` to the actions declared with ``@action`` or ``.action()``.
 
+    ``dependencies`` lists FastAPI ``Depends(...)`` to run before every action of the channel object (after its
+    permission and rate limit checks), their values unused.
+    """
+
+    dependencies: Sequence[Any] | None = None
     _class_actions: ClassVar[dict[str, RegisteredAction]] = {}
     speaks_json: ClassVar[bool] = True
 
@@ -584,8 +593,11 @@ class Channel(BaseChannel):
         inherited = {name: entry for name, entry in cls._class_actions.items() if entry.target not in vars(cls)}
         cls._class_actions = {**inherited, **declared}
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, dependencies: Sequence[Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if dependencies is not None:
+            self.dependencies = dependencies
+        self._dependencies = read_dependencies(self.dependencies, f"{type(self).__name__}.dependencies")
         self._instance_actions: dict[str, RegisteredAction] = {}
 
     @property
@@ -720,11 +732,11 @@ class Channel(BaseChannel):
             raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
         await self.check_permissions(websocket, name, channel, entry.spec.permission)
         await self.check_throttles(websocket, channel, name, get_limits(entry.function(self)))
-        result = await entry.call(
-            self, websocket=websocket, channel=channel, data=data, action=name, request_id=request_id
-        )
+        # Prepared, as in the inlined dispatch: with the channel's dependencies as well as the action's own.
+        prepared = self._prepared_for(self._config_of(websocket)).actions[name]
+        result = await prepared.run(websocket, channel, data, request_id)
         if result is not None:
-            await self.broadcast_to_personal(websocket, entry.reply.render(request_id, result))
+            await self.broadcast_to_personal(websocket, prepared.reply(request_id, result))
 
     def _registry(self) -> dict[str, RegisteredAction]:
         return {**self._class_actions, **self._instance_actions}

@@ -2,7 +2,8 @@
 
 A channel registers each decorated handler as a ``RegisteredAction`` when its class is created (or when
 ``room.action(...)`` registers a function). The handler's signature is read then, once (see ``signatures``):
-which keyword fills each parameter, the validator of a typed payload and the shape of the replies.
+which keyword fills each parameter, the validator of a typed payload, the shape of the replies and the plan of
+its dependencies (see ``dependencies``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar, overload
 
 from typing_extensions import TypedDict, Unpack
 
+from fastapi_channels.dependencies import Dependency, DependencyPlan, declare_dependencies, read_dependencies
 from fastapi_channels.payloads import Payload, Reply
 from fastapi_channels.permission import PermissionLike, check_permission_like
 from fastapi_channels.protocol import MAX_NAME_LENGTH
@@ -146,9 +148,10 @@ def spec_fields(options: Mapping[str, Any], what: str = "action") -> dict[str, A
     tags = tuple(given) if isinstance(given, Iterable) and not isinstance(given, str) else None
     if tags is None or not all(isinstance(tag, str) for tag in tags):
         raise TypeError(f"{what} tags must be a list of strings, not {given!r}.")
-    dependencies = options.get("dependencies", ())
+    dependencies = options.get("dependencies") or ()
     if not isinstance(dependencies, list | tuple):
         raise TypeError(f"{what} dependencies must be a list such as [Depends(get_user)], not {dependencies!r}.")
+    declare_dependencies(dependencies, f"{what} dependencies")  # each entry a Depends(...) with a callable
     for option in _SWITCHES:
         if not isinstance(options.get(option, False), bool):
             raise TypeError(f"{what} {option} must be True or False, not {options[option]!r}.")
@@ -195,6 +198,8 @@ class RegisteredAction:
     """Names the handler in error messages: ``ChatChannel.send`` or ``app.chat.send``."""
     channel_parameter: str | None = None
     """The parameter of a router's function that receives the channel object, if it has one."""
+    dependencies: DependencyPlan | None = None
+    """Runs the dependencies of ``@action(dependencies=...)`` and of the handler's parameters; None: it has none."""
 
     @property
     def accepted(self) -> frozenset[str]:
@@ -214,7 +219,8 @@ class RegisteredAction:
         """Register the method stored on the class under ``attribute``; ``namespace`` helps resolve annotations.
 
         Raises:
-            TypeError: The handler has a parameter that no action call fills, or types pydantic cannot validate.
+            TypeError: The handler or a dependency has a parameter that nothing fills, or types pydantic cannot
+                validate.
         """
         where = f"{owner}.{attribute}" if owner else attribute
         if isinstance(func, staticmethod):
@@ -235,7 +241,8 @@ class RegisteredAction:
         """Register a plain function; its parameter ``channel_parameter`` (if any) will receive the channel object.
 
         Raises:
-            TypeError: The function has a parameter that no action call fills, or types pydantic cannot validate.
+            TypeError: The function or a dependency has a parameter that nothing fills, or types pydantic cannot
+                validate.
             ValueError: The spec's limits contradict those ``@limiter`` attached to the function.
         """
         where = where or str(getattr(func, "__qualname__", repr(func)))
@@ -269,7 +276,14 @@ class RegisteredAction:
             exclude_defaults=spec.response_model_exclude_defaults,
             by_alias=spec.response_model_by_alias,
         )
-        return cls(spec, target, signature.keywords, signature.payload, signature.reply, where, channel_parameter)
+        subject = f"the action handler {where}"
+        dependencies = DependencyPlan.of(
+            read_dependencies(spec.dependencies, subject),
+            tuple((name, Dependency.read(declared, subject)) for name, declared in signature.dependencies),
+        )
+        return cls(
+            spec, target, signature.keywords, signature.payload, signature.reply, where, channel_parameter, dependencies
+        )
 
     def function(self, owner: Any) -> Callable[..., Any]:
         """Return the handler (bound to ``owner`` for a method, or given it for a router's function)."""
@@ -287,16 +301,25 @@ class RegisteredAction:
         return handler
 
     async def call(self, owner: Any, **available: Any) -> Any:
-        """Validate the payload, call the handler with what its parameters take and return what it returns.
+        """Run the dependencies, validate the payload, call the handler with what its parameters take and return
+        what it returns (the channel's own ``dependencies`` are not run: a prepared action runs them).
 
         Raises:
             ValidationFailed: The payload does not fit the handler's typed parameters.
         """
-        arguments = self.payload.arguments(available.get("data") or {}) if self.payload is not None else {}
-        for parameter, keyword in self.keywords:
-            if keyword in available:
-                arguments[parameter] = available[keyword]
-        result = self.function(owner)(**arguments)
+        handler = self.function(owner)
+
+        def finish(arguments: dict[str, Any]) -> Any:
+            if self.payload is not None:
+                arguments.update(self.payload.arguments(available.get("data") or {}))
+            for parameter, keyword in self.keywords:
+                if keyword in available:
+                    arguments[parameter] = available[keyword]
+            return handler(**arguments)
+
+        if self.dependencies is not None:
+            return await self.dependencies.run(tuple(map(available.get, HANDLER_KEYWORDS)), finish)
+        result = finish({})
         if inspect.isawaitable(result):
             result = await result
         return result
