@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -149,9 +149,9 @@ def spec_fields(options: Mapping[str, Any], what: str = "action") -> dict[str, A
     if tags is None or not all(isinstance(tag, str) for tag in tags):
         raise TypeError(f"{what} tags must be a list of strings, not {given!r}.")
     dependencies = options.get("dependencies") or ()
-    if not isinstance(dependencies, list | tuple):
-        raise TypeError(f"{what} dependencies must be a list such as [Depends(get_user)], not {dependencies!r}.")
-    declare_dependencies(dependencies, f"{what} dependencies")  # each entry a Depends(...) with a callable
+    if isinstance(dependencies, Iterator):
+        dependencies = tuple(dependencies)  # read once here, kept below
+    declare_dependencies(dependencies, f"{what} dependencies")  # a list of Depends(...), each with a callable
     for option in _SWITCHES:
         if not isinstance(options.get(option, False), bool):
             raise TypeError(f"{what} {option} must be True or False, not {options[option]!r}.")

@@ -15,6 +15,7 @@ from fastapi_channels import (
     Channel,
     DenyAll,
     IsAuthenticated,
+    PermissionDenied,
     action,
     limiter,
 )
@@ -168,6 +169,38 @@ def test_router_limits_contradicting_the_actions_own_raise_at_include() -> None:
     with pytest.raises(ValueError, match="contradict"):
         Room.include_router(router)
     assert Room().actions == []
+
+
+def test_router_dependencies_run_before_each_of_its_actions_and_can_refuse() -> None:
+    seen: list[str] = []
+
+    def members_only(websocket: WebSocket) -> None:
+        seen.append("checked")
+        if websocket.query_params.get("member") != "yes":
+            raise PermissionDenied(error_msg="Members only.")
+
+    def current_user(websocket: WebSocket) -> str:
+        return websocket.query_params.get("user", "nobody")
+
+    router = ActionRouter(prefix="club.", dependencies=[Depends(members_only)])
+
+    @router.action("hello")
+    async def hello(user: str = Depends(current_user)) -> str:
+        seen.append("ran")
+        return f"hello {user}"
+
+    class Club(Channel):
+        pass
+
+    club = Club()
+    club.include_router(router)
+    with TestClient(serve(club)) as client:
+        with client.websocket_connect("/ws?member=yes&user=ann") as member:
+            assert call(member, "club.hello", request_id=1) == reply("club.hello", 1, "hello ann")
+        with client.websocket_connect("/ws?user=bob") as guest:
+            send_action(guest, "club.hello", request_id=2)
+            assert error(receive_json(guest)) == ("club.hello", 2, 1008, True)  # PermissionDenied closes by default
+    assert seen == ["checked", "ran", "checked"]
 
 
 def test_router_specs_carry_tags_metadata_and_dependencies_in_order() -> None:
