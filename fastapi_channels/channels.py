@@ -503,10 +503,7 @@ class BaseChannel:
     def get_channels(self, websocket: WebSocket) -> list[str]:
         """Return the channels ``websocket``'s connection is in: its own, then those it joined, in join order."""
         session = session_of(websocket)
-        if session is None:
-            return []
-        memberships = session.memberships()
-        return [session.channel, *memberships.names()]
+        return session.channels() if session is not None else []
 
     def subscribe(
         self, pattern: str, *, queue_size: int = DEFAULT_TOPIC_QUEUE_SIZE
