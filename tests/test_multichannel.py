@@ -378,6 +378,30 @@ async def test_join_beyond_max_channels_per_connection_is_refused_until_one_is_l
         assert (await client.request("where"))["data"] == ["lobby", "b", "c"]
 
 
+async def test_subscribe_flood_is_bounded_by_max_channels_per_connection(backend: dict[str, Any]) -> None:
+    room = Rooms()  # the default: 100 channels, its own included
+    app = rooms_app(backend, room)
+    async with ChannelCommunicator(app, "/ws/lobby") as client:
+        for index in range(300):  # sent at once, as a hostile client would
+            await client.send_json({"action": "subscribe", "channel": f"c{index}", "request_id": index})
+        answers = [await client.receive_json() for _ in range(300)]
+        assert [answer["status"] for answer in answers] == ["ok"] * 99 + ["bad"] * 201
+        assert {answer["code"] for answer in answers[99:]} == {1008}
+        assert config_of(app).presence.held() == len(config_of(app).layer.topics()) == 100
+
+
+async def test_join_permission_as_a_plain_function_class_attribute_is_not_bound(backend: dict[str, Any]) -> None:
+    def only_open(websocket: WebSocket, action: str | None, channel: str) -> bool:
+        return channel.startswith("open")
+
+    class Picky(Rooms):
+        join_permission = only_open
+
+    async with ChannelCommunicator(rooms_app(backend, Picky()), "/ws/lobby") as client:
+        assert (await client.request("subscribe", channel="open:1"))["status"] == "ok"
+        assert (await error(client, "subscribe", channel="shut"))["code"] == 1008
+
+
 def test_channel_settings_for_several_channels_are_checked_when_defined() -> None:
     with pytest.raises(ValueError, match="max_channels_per_connection must be a positive integer"):
         Rooms(max_channels_per_connection=0)
