@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,7 @@ from fastapi_channels import add_channel
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.config import STATE_KEY, FastAPIChannel
 from fastapi_channels.decorators import action
-from fastapi_channels.exceptions import PermissionDenied, WebSocketException
+from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied, WebSocketException
 from fastapi_channels.history import Position
 from fastapi_channels.permission import BasePermission
 from fastapi_channels.testing import ChannelCommunicator
@@ -712,6 +713,31 @@ async def test_subscribe_pattern_hears_broadcasts_of_another_process_on_redis(re
             assert received == [("sensors.kitchen.temp", {"text": "warm"}), ("sensors", {"text": "all"})]
         with redis.Redis.from_url(redis_url) as client:
             assert client.pubsub_numpat() == 0  # the backend's pattern subscription went with the last reader
+
+
+async def test_subscribe_pattern_hears_again_after_redis_restarts(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    room = Rooms()
+    app = rooms_app({"url": own_redis.url, "namespace": f"test-{uuid.uuid4().hex}"}, room)
+    async with ChannelCommunicator(app, "/ws/a"), room.subscribe("after.+") as messages:
+        own_redis.stop()
+
+        async def reader_noticed() -> bool:
+            return any("pub/sub connection" in record.getMessage() for record in caplog.records)
+
+        await eventually(reader_noticed, within=10)  # the backend's reader lost its connection, and retries
+        own_redis.start()  # empty: the backend reconnects and subscribes to the pattern again
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        for index in itertools.count():
+            with contextlib.suppress(BackendUnavailable):  # until the publishing side is back too
+                await room.broadcast_to_channel(f"after.{index}", index)
+            with contextlib.suppress(TimeoutError):
+                received = await asyncio.wait_for(anext(messages), 0.2)
+                break
+            assert loop.time() < deadline, "the pattern subscription did not come back"
+        assert received.channel == f"after.{received.message}"
 
 
 async def test_subscribe_pattern_with_a_slow_reader_drops_the_oldest_and_counts(backend: dict[str, Any]) -> None:
