@@ -21,6 +21,7 @@ from fastapi import FastAPI, WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 
 from fastapi_channels import add_channel
+from fastapi_channels.backends import glob_matcher
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.config import STATE_KEY, FastAPIChannel
 from fastapi_channels.decorators import action
@@ -422,6 +423,21 @@ def test_channel_settings_for_several_channels_are_checked_when_defined() -> Non
         Rooms(join_permission=42)  # type: ignore[arg-type]
 
 
+async def test_subscribe_frames_go_through_an_overridden_check_throttles(backend: dict[str, Any]) -> None:
+    checked: list[tuple[str, str | None]] = []
+
+    class Counted(Rooms):
+        async def check_throttles(
+            self, websocket: WebSocket, channel: str, action: str | None = None, limits: Any = ()
+        ) -> None:
+            checked.append((channel, action))
+
+    async with ChannelCommunicator(rooms_app(backend, Counted()), "/ws/lobby") as client:
+        await client.request("subscribe", channel="a")
+        await client.request("unsubscribe", channel="a")
+    assert checked == [("lobby", "subscribe"), ("lobby", "unsubscribe")]
+
+
 async def test_subscribe_frames_spend_the_channel_wide_rate_limit(backend: dict[str, Any]) -> None:
     room = Rooms(throttle_classes=[limiter(times=3, minutes=1)])
     app = rooms_app(backend, room)
@@ -514,6 +530,23 @@ async def test_lifespan_enters_and_exits_once_per_joined_channel(backend: dict[s
     assert log[5:] == ["leave b", "exit b", "leave lobby", "exit lobby"]
 
 
+async def test_lifespan_that_fails_on_exit_is_logged_and_the_leave_completes(
+    backend: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    @contextlib.asynccontextmanager
+    async def fragile(websocket: WebSocket, channel: str) -> AsyncIterator[None]:
+        yield
+        if channel == "fragile":
+            raise RuntimeError("cannot clean up")
+
+    app = rooms_app(backend, Rooms(lifespan=fragile))
+    async with ChannelCommunicator(app, "/ws/lobby") as client:
+        await client.request("subscribe", channel="fragile")
+        assert await client.request("unsubscribe", channel="fragile") == ok("unsubscribe", 2, {"channel": "fragile"})
+        assert (await client.request("where"))["data"] == ["lobby"]
+    assert "The lifespan of a connection to 'fragile' failed on exit" in caplog.text
+
+
 async def test_join_handler_that_joins_another_channel_does_not_deadlock(backend: dict[str, Any]) -> None:
     room = Rooms()
 
@@ -581,6 +614,9 @@ async def test_redis_down_during_a_join_gets_an_error_frame_and_no_half_membersh
         assert (answer["code"], answer["errors"]) == (1013, "The channel cannot be joined right now. Try again later.")
         assert (await client.request("where"))["data"] == ["lobby", "before"]
         assert sorted(config_of(app).layer.topics()) == sorted(Rooms().topic(name) for name in ("lobby", "before"))
+        with pytest.raises(BackendUnavailable, match="subscribe again later"):
+            async with Rooms().subscribe("x.+"):
+                pass
 
 
 # -- channels with history ---------------------------------------------------------------------------------
@@ -679,6 +715,29 @@ def test_topic_pattern_glob_matches_at_least_every_matching_name() -> None:
     assert TopicPattern("sensors.+.temp").glob("ns:3:grp:") == "ns:3:grp:sensors.*.temp"
     assert TopicPattern("sensors.#").glob("ns:") == "ns:sensors*"  # "sensors" itself too; exact match filters
     assert TopicPattern("a*[b]?").glob("p*:") == r"p\*:a\*\[b\]\?"
+
+
+@pytest.mark.parametrize(
+    ("glob", "matching", "other"),
+    [
+        ("ns:a*", ["ns:a", "ns:a.b.c"], ["ns:b", "xns:a"]),
+        ("ns:?.x", ["ns:a.x"], ["ns:.x", "ns:ab.x"]),
+        (r"ns:a\*b\?\[c\]", ["ns:a*b?[c]"], ["ns:aXbY[c]", "ns:ab[c]"]),
+        ("ns\\", ["ns\\"], ["ns"]),
+    ],
+)
+def test_memory_backend_glob_matches_as_redis_does(glob: str, matching: list[str], other: list[str]) -> None:
+    matcher = glob_matcher(glob)
+    assert [name for name in matching + other if matcher.fullmatch(name)] == matching
+
+
+async def test_subscribe_pattern_with_glob_characters_in_names_matches_them_literally(backend: dict[str, Any]) -> None:
+    room = Rooms()
+    async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby"):
+        async with room.subscribe("a*b.+") as messages:
+            await room.broadcast_to_channel("aXb.1", "no")
+            await room.broadcast_to_channel("a*b.2", "yes")
+            assert await asyncio.wait_for(anext(messages), FRAME_TIMEOUT) == ("a*b.2", "yes")
 
 
 async def test_subscribe_pattern_receives_the_channels_it_matches_only(backend: dict[str, Any]) -> None:
