@@ -115,7 +115,7 @@ class Memberships:
         """Set when the connection ends: it joins nothing more."""
         self._layer = layer
         self._buffer_bytes = buffer_bytes
-        # By topic, in join order; a join in progress holds its place, so a second join of it waits its turn.
+        # By topic, in join order; a join in progress holds its place (a join handler joining it again is a no-op).
         self._by_topic: dict[str, Membership] = {}
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
@@ -155,8 +155,9 @@ class Memberships:
             try:
                 await self._enter(membership, since, reply)
             except BaseException:
-                del self._by_topic[topic]
-                await run_to_the_end(self._part(membership))
+                if self._by_topic.get(topic) is membership:  # a join handler may have left it already
+                    del self._by_topic[topic]
+                    await run_to_the_end(self._part(membership))
                 raise
             return True
 
