@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Host, Mount, WebSocketRoute
 
 from fastapi_channels.asyncapi_schemas import (
     SchemaInput,
+    broadcast_message,
     close_codes,
     drain_message,
     error_message,
@@ -38,6 +39,8 @@ from fastapi_channels.asyncapi_schemas import (
     request_frame,
     resume_message,
     resume_request,
+    subscription_reply,
+    subscription_request,
 )
 from fastapi_channels.channels import SERVES_ATTR, BaseChannel, Channel
 from fastapi_channels.codecs import JSON_TEXT
@@ -227,6 +230,8 @@ class _Builder:
             self._operation(f"{channel_id}.ping", "send", ref, [f"{channel_id}/messages/ping"])
         if room.retention is not None:
             self._add_history(channel_id, ref, messages, room)
+        if isinstance(room, Channel) and room.client_subscriptions:
+            self._add_subscriptions(channel_id, ref, messages, room)
         self.messages["drain"] = drain_message()
         messages["drain"] = {"$ref": "#/components/messages/drain"}
         self._operation(f"{channel_id}.drain", "send", ref, [f"{channel_id}/messages/drain"])
@@ -266,6 +271,25 @@ class _Builder:
                 "messages": [{"$ref": f"#/channels/{channel_id}/messages/{name}"} for name in ("resume", "error")],
             }
 
+    def _add_subscriptions(self, channel_id: str, ref: dict[str, str], messages: dict[str, Any], room: Channel) -> None:
+        """Add the built-in frames that join and leave more channels, and the broadcast frame that names them."""
+        self.messages["broadcast"] = broadcast_message()
+        messages["broadcast"] = {"$ref": "#/components/messages/broadcast"}
+        self._operation(f"{channel_id}.broadcast", "send", ref, [f"{channel_id}/messages/broadcast"])
+        for action in ("subscribe", "unsubscribe"):
+            if action in room.actions:
+                continue  # the channel's own action of that name takes the frame
+            key = _unique(f"action.{action}", messages)
+            reply_key = _unique(f"reply.{action}", messages)
+            messages[key] = subscription_request(action)
+            messages[reply_key] = subscription_reply(action)
+            operation = self._operation(f"{channel_id}.{key}", "receive", ref, [f"{channel_id}/messages/{key}"])
+            replies = [reply_key, "error"]
+            operation["reply"] = {
+                "channel": ref,
+                "messages": [{"$ref": f"#/channels/{channel_id}/messages/{name}"} for name in replies],
+            }
+
     def _operation(self, key: str, action: str, channel: dict[str, str], messages: list[str]) -> dict[str, Any]:
         operation_id = _unique(key, self.operations)
         operation = {"action": action, "channel": channel, "messages": [{"$ref": f"#/channels/{m}"} for m in messages]}
@@ -283,6 +307,12 @@ class _Builder:
         throttles = room.get_throttles(self.config) if self.config is not None else tuple(room.throttle_classes or ())
         if throttles:
             facts["rate_limits"] = [_describe_limit(throttle) for throttle in throttles]
+        if isinstance(room, Channel) and room.client_subscriptions:
+            facts["client_subscriptions"] = True
+            facts["max_channels_per_connection"] = room.max_channels_per_connection
+            join_permission = describe_permission(room.join_permission)
+            if join_permission is not None:
+                facts["join_permission"] = join_permission
         if room.retention is not None:
             facts["history"] = {"size": room.retention.size, "ttl": room.retention.ttl}
         if tuple(room.codecs) != (JSON_TEXT,):

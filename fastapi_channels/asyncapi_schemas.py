@@ -29,6 +29,9 @@ __all__ = [
     "ping_message",
     "drain_message",
     "relay_message",
+    "broadcast_message",
+    "subscription_request",
+    "subscription_reply",
     "publication_message",
     "resume_message",
     "resume_request",
@@ -248,6 +251,45 @@ def resume_request() -> dict[str, Any]:
             "resume", {"type": "object", "properties": _POSITION, "required": ["offset", "epoch"]}
         ),
     }
+
+
+def broadcast_message() -> dict[str, Any]:
+    """Return the message object of a broadcast to a connection that is in several channels."""
+    properties = {
+        "channel": {"type": "string", "description": "The channel the message was broadcast to."},
+        "data": {"description": "The broadcast message, as JSON (text that is not JSON comes as `text`)."},
+        "text": {"type": "string"},
+    }
+    payload = _typed_frame("broadcast", properties)
+    payload["required"] = ["type", "channel"]
+    return {
+        "name": "broadcast",
+        "title": "Broadcast",
+        "summary": "A broadcast, naming its channel: sent from a connection's first join of another channel on.",
+        "payload": payload,
+    }
+
+
+def subscription_request(action: str) -> dict[str, Any]:
+    """Return the message object of the built-in ``subscribe`` or ``unsubscribe`` frame."""
+    properties: dict[str, Any] = {"channel": {"type": "string", "minLength": 1}}
+    if action == "subscribe":
+        properties.update(_POSITION)
+        summary = "Join another channel; on a channel with history, give offset and epoch to resume it."
+    else:
+        summary = "Leave a channel joined with subscribe (never the connection's own)."
+    return {
+        "name": action,
+        "title": action,
+        "summary": summary,
+        "payload": request_frame(action, {"type": "object", "properties": properties, "required": ["channel"]}),
+    }
+
+
+def subscription_reply(action: str) -> dict[str, Any]:
+    """Return the message object of the reply to a ``subscribe`` or ``unsubscribe`` frame."""
+    data = {"type": "object", "properties": {"channel": {"type": "string"}}, "required": ["channel"]}
+    return {"name": f"{action} reply", "payload": reply_frame(action, data)}
 
 
 def relay_message() -> dict[str, Any]:

@@ -725,3 +725,32 @@ def test_asyncapi_document_of_a_channel_with_history_has_publications_and_resume
     resume = [op for key, op in document["operations"].items() if key.endswith(".action.resume")]
     assert len(resume) == 1 and resume[0]["action"] == "receive"
     assert "Publication" in render_page(document)
+
+
+def test_asyncapi_document_of_a_channel_with_client_subscriptions_has_subscribe_frames() -> None:
+    class Rooms(Channel):
+        client_subscriptions = True
+        max_channels_per_connection = 5
+        join_permission = IsAuthenticated
+
+        @action
+        async def unsubscribe(self) -> None:  # the channel's own action takes the frame of that name
+            pass
+
+    app = FastAPI()
+    add_channel(app)
+    app.add_api_websocket_route("/rooms", Rooms().connect)
+    app.add_api_websocket_route("/plain", Plain().connect)
+    document = asyncapi_document(app)
+    assert_valid(document)
+    rooms, plain = (channel for channel in document["channels"].values())
+    facts = rooms["x-fastapi-channels"]
+    assert facts["client_subscriptions"] is True and facts["max_channels_per_connection"] == 5
+    assert facts["join_permission"] == describe_permission(IsAuthenticated)
+    assert {"broadcast", "action.subscribe", "reply.subscribe"} <= set(rooms["messages"])
+    subscribe = rooms["messages"]["action.subscribe"]["payload"]
+    assert subscribe["properties"]["action"]["const"] == "subscribe"
+    assert subscribe["allOf"][0]["required"] == ["channel"]
+    # The channel's own unsubscribe action is described as any other action, once.
+    assert [op.get("title") for op in document["operations"].values()].count("unsubscribe") == 1
+    assert "broadcast" not in plain["messages"] and "client_subscriptions" not in plain["x-fastapi-channels"]
