@@ -1,0 +1,226 @@
+"""The browser client, fastapi_channels/static/channels.js, in headless Chromium against real uvicorn servers.
+
+Each test loads the page of tests/apps/client_app.py, which imports the client from where ``add_channel`` serves
+it, makes clients with ``window.makeClient`` and reads every event they emitted. The restart tests keep history in
+a real Redis under a namespace of their own, kill or drain the server, publish through a second server while the
+first is down, start it again on the same port, and check that the client has every publication, in order, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from fastapi_channels import add_channel
+from fastapi_channels.browser import CLIENT_FILES, client_source
+from tests.conftest import UvicornProcess, free_port
+from tests.test_example_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, require_chromium
+
+WAIT = 30.0  # seconds a condition may take in the browser
+APP = "tests.apps.client_app:app"
+T = TypeVar("T")
+# Short delays, so that the reconnects of a test take a fraction of a second each.
+FAST_BACKOFF = {"initial": 50, "max": 400, "factor": 2, "jitter": 0.5}
+
+
+class ClientPage:
+    """The test page in one Chromium session: make clients, call them, read their events."""
+
+    def __init__(self, driver: WebDriver) -> None:
+        self.driver = driver
+
+    def load(self, base_url: str) -> None:
+        self.driver.get(base_url + "/")
+        self.wait(lambda: self.js("return window.ready === true"), "the page to import the client")
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def settle(self, expression: str, *args: Any) -> dict[str, Any]:
+        """Evaluate ``expression`` (a promise; ``args`` are ``arguments[0]``...) and return how it settled."""
+        script = f"const done = arguments[arguments.length - 1]; window.settle(Promise.resolve({expression}), done);"
+        result = self.driver.execute_async_script(script, *args)
+        assert isinstance(result, dict)
+        return result
+
+    def make(self, name: str, path: str, **options: Any) -> None:
+        """Make the client ``name`` for ``path`` (it does not connect yet)."""
+        self.js("window.makeClient(arguments[0], arguments[1], arguments[2])", name, path, options)
+
+    def connect(self, name: str, path: str, **options: Any) -> dict[str, Any]:
+        """Make the client ``name`` and connect it; return how ``connect()`` settled."""
+        self.make(name, path, **options)
+        return self.settle(f"window.clients[{json.dumps(name)}].client.connect()")
+
+    def call(self, name: str, method: str, *args: Any) -> dict[str, Any]:
+        """Call ``client.<method>(...args)`` and return how its promise settled."""
+        return self.settle(f"window.clients[{json.dumps(name)}].client.{method}(...arguments[0])", list(args))
+
+    def events(self, name: str, *types: str) -> list[dict[str, Any]]:
+        """The events of client ``name`` (of these types, if given), oldest first: ``{"type", "detail"}``."""
+        events = self.js("return window.clients[arguments[0]].events", name)
+        assert isinstance(events, list)
+        return [event for event in events if not types or event["type"] in types]
+
+    def details(self, name: str, kind: str) -> list[dict[str, Any]]:
+        return [event["detail"] for event in self.events(name, kind)]
+
+    def state(self, name: str) -> str:
+        return str(self.js("return window.clients[arguments[0]].client.state", name))
+
+    def wait(self, condition: Callable[[], T], what: str) -> T:
+        return WebDriverWait(self.driver, WAIT).until(lambda _: condition(), f"waited {WAIT:.0f} s for {what}")
+
+    def wait_numbers(self, name: str, count: int) -> list[int]:
+        """Wait until client ``name`` handled ``count`` publications; return their numbers in arrival order."""
+        self.wait(lambda: len(self.details(name, "publication")) >= count, f"{count} publications")
+        return [detail["data"]["n"] for detail in self.details(name, "publication")]
+
+
+@pytest.fixture
+def open_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[[], ClientPage]]:
+    """Start headless Chromium sessions with fresh profiles; quit them at the end."""
+    require_chromium()
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    drivers: list[WebDriver] = []
+
+    def open_page() -> ClientPage:
+        options = Options()
+        options.binary_location = str(CHROMIUM)
+        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / f'profile-{len(drivers)}'}"]:
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        driver.set_script_timeout(WAIT)
+        drivers.append(driver)
+        return ClientPage(driver)
+
+    try:
+        yield open_page
+    finally:
+        for driver in drivers:
+            driver.quit()
+
+
+@contextlib.contextmanager
+def serve(app: str = APP, *, env: dict[str, str] | None = None, port: int | None = None) -> Iterator[UvicornProcess]:
+    """Serve ``app`` with a real uvicorn process (on ``port``, if given) until the block ends."""
+    server = UvicornProcess(app, env=env, port=port)
+    try:
+        server.wait_until_serving()
+        yield server
+    finally:
+        server.close()
+
+
+def post(url: str) -> Any:
+    request = urllib.request.Request(url, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def redis_env(redis_url: str) -> dict[str, str]:
+    """Settings for client_app with history in the real Redis, under a namespace of this test's own."""
+    return {"CLIENT_URL": redis_url, "CLIENT_NAMESPACE": f"test-client-{uuid.uuid4().hex}"}
+
+
+# -- serving the client ----------------------------------------------------------------------------------
+
+
+def test_client_files_served_with_etag_and_revalidated() -> None:
+    app = FastAPI()
+    add_channel(app)
+    with TestClient(app) as client:
+        script = client.get("/fastapi-channels/channels.js")
+        types = client.get("/fastapi-channels/channels.d.ts")
+        again = client.get("/fastapi-channels/channels.js", headers={"If-None-Match": script.headers["etag"]})
+    assert script.status_code == 200 and script.headers["content-type"] == CLIENT_FILES["channels.js"]
+    assert script.content == client_source("channels.js") and b"export class ChannelClient" in script.content
+    assert script.headers["cache-control"] == "no-cache"
+    assert script.headers["x-typescript-types"] == "/fastapi-channels/channels.d.ts"
+    assert types.status_code == 200 and b"export declare class ChannelClient" in types.content
+    assert again.status_code == 304 and again.content == b""
+
+
+def test_client_url_elsewhere_or_none_and_a_route_of_the_app_wins() -> None:
+    moved, off = FastAPI(), FastAPI()
+    add_channel(moved, client_url="/js/live.js")
+    add_channel(off, client_url=None)
+
+    @moved.get("/js/live.d.ts")
+    async def own_types() -> dict[str, str]:
+        return {"mine": "yes"}
+
+    with TestClient(moved) as client:
+        assert client.get("/js/live.js").content == client_source("channels.js")
+        assert client.get("/js/live.d.ts").json() == {"mine": "yes"}
+        assert client.get("/fastapi-channels/channels.js").status_code == 404
+    with TestClient(off) as client:
+        assert client.get("/fastapi-channels/channels.js").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["channels.js", "/channels", "/client/.js", "/x.mjs", 42])
+def test_client_url_not_a_js_path_raises_before_changing_the_app(url: Any) -> None:
+    app = FastAPI()
+    with pytest.raises(ValueError, match="client_url must be a path ending in '.js'"):
+        add_channel(app, client_url=url)
+    assert not hasattr(app.state, "fastapi_channels")
+
+
+def test_client_files_ship_in_the_package_and_stay_small() -> None:
+    source = client_source("channels.js").decode()
+    assert len(source.splitlines()) <= 420  # readable in one sitting: a client, not a framework
+    assert "import " not in source.split("export const RETRY_CODES")[0]  # no dependencies
+    with pytest.raises(ValueError, match="has no file 'app.js'"):
+        client_source("app.js")
+
+
+# -- requests, replies and errors ------------------------------------------------------------------------
+
+
+def test_client_request_resolves_with_reply_and_rejects_with_error_frame(open_page: Callable[[], ClientPage]) -> None:
+    page = open_page()
+    with serve() as server:
+        page.load(server.url)
+        page.make("offline", "/room/lobby")
+        refused = page.call("offline", "request", "echo", {"text": "hi"})
+        assert refused["ok"] is False and refused["isChannelError"] and "Not connected (idle)" in refused["message"]
+
+        assert page.connect("alice", "/room/lobby")["ok"] is True
+        assert page.call("alice", "request", "echo", {"text": "hi"}) == {"ok": True, "value": {"text": "hi"}}
+
+        denied = page.call("alice", "request", "refuse")
+        assert denied["ok"] is False and denied["isChannelError"] and denied["code"] == 1008
+        frame = denied["frame"]
+        assert frame["status"] == "bad" and frame["action"] == "refuse" and frame["close"] is False
+        assert denied["message"] == frame["errors"]
+
+        invalid = page.call("alice", "request", "echo", {"text": ["not", "a", "string"]})
+        assert invalid["code"] == 1007 and invalid["frame"]["detail"][0]["loc"] == ["payload", "text"]
+
+        silent = page.call("alice", "request", "quiet", {}, {"timeout": 300})
+        assert silent["ok"] is False and silent["timeout"] is True and "No reply to 'quiet'" in silent["message"]
+
+        # Each request had its own request_id, echoed by the answer that settled it.
+        sent = [detail["frame"] for detail in page.details("alice", "send")]
+        assert [frame["request_id"] for frame in sent] == [1, 2, 3, 4]
+        # send() waits for nothing: its error frame carries no request_id and becomes an "error" event.
+        page.js("window.clients.alice.client.send('refuse', {})")
+        errors = page.wait(lambda: page.details("alice", "error"), "the error event")
+        assert errors[0]["frame"]["action"] == "refuse" and errors[0]["frame"]["request_id"] is None
+        assert page.state("alice") == "open"
