@@ -88,8 +88,11 @@ class ClientPage:
 
     def wait_numbers(self, name: str, count: int) -> list[int]:
         """Wait until client ``name`` handled ``count`` publications; return their numbers in arrival order."""
-        self.wait(lambda: len(self.details(name, "publication")) >= count, f"{count} publications")
-        return [detail["data"]["n"] for detail in self.details(name, "publication")]
+        script = "return window.clients[arguments[0]].numbers.length"
+        self.wait(lambda: self.js(script, name) >= count, f"{count} publications")
+        numbers = self.js("return window.clients[arguments[0]].numbers", name)
+        assert isinstance(numbers, list)
+        return numbers
 
 
 @pytest.fixture
@@ -224,3 +227,123 @@ def test_client_request_resolves_with_reply_and_rejects_with_error_frame(open_pa
         errors = page.wait(lambda: page.details("alice", "error"), "the error event")
         assert errors[0]["frame"]["action"] == "refuse" and errors[0]["frame"]["request_id"] is None
         assert page.state("alice") == "open"
+
+
+# -- closes, reconnects and resuming ---------------------------------------------------------------------
+
+
+def test_client_denied_with_1008_reads_why_and_does_not_retry(open_page: Callable[[], ClientPage]) -> None:
+    page = open_page()
+    with serve() as server:
+        page.load(server.url)
+        # The server accepts the socket so that the client can read why, then closes it.
+        assert page.connect("denied", "/closed", backoff=FAST_BACKOFF)["ok"] is True
+        page.wait(lambda: page.details("denied", "close"), "the close")
+        kinds = [event["type"] for event in page.events("denied", "open", "error", "close", "reconnecting")]
+        assert kinds == ["open", "error", "close"]
+        error, close = page.details("denied", "error")[0], page.details("denied", "close")[0]
+        assert error["frame"]["code"] == 1008 and error["frame"]["close"] is True
+        assert close["code"] == 1008 and close["willRetry"] is False
+        # No timer is left to try again: the client is stopped.
+        assert page.state("denied") == "closed"
+
+
+def test_client_answers_heartbeat_pings_and_stays_open(open_page: Callable[[], ClientPage]) -> None:
+    page = open_page()
+    with serve("tests.apps.client_app:heartbeat_app") as server:  # a ping after 0.3 s of silence, closed after 0.6 s
+        page.load(server.url)
+        assert page.connect("steady", "/room/lobby")["ok"] is True
+
+        def pings() -> int:
+            return sum(1 for detail in page.details("steady", "frame") if detail["frame"].get("type") == "ping")
+
+        page.wait(lambda: pings() >= 4, "four pings")
+        pongs = [detail["frame"] for detail in page.details("steady", "send")]
+        assert len(pongs) >= 3 and all(frame == {"action": "pong"} for frame in pongs)
+        # A client that did not answer would have been closed with 4408 before the third ping.
+        assert page.details("steady", "close") == [] and page.state("steady") == "open"
+
+
+class Publisher:
+    """Publish numbered messages through a server, one after the other, from a thread, until stopped."""
+
+    def __init__(self, base_url: str, room: str) -> None:
+        self.url = f"{base_url}/publish/{room}"
+        self.sent: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def publish(self, count: int) -> None:
+        for _ in range(count):
+            self._next()
+
+    def _next(self) -> None:
+        number = len(self.sent) + 1
+        post(f"{self.url}?n={number}")
+        self.sent.append(number)
+
+    def _run(self) -> None:
+        # At most about 50 a second: history (1000 kept) covers a restart that takes several seconds.
+        while not self._stop.wait(0.02):
+            self._next()
+
+    def __enter__(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(20)
+
+
+@pytest.mark.parametrize("how", ["killed", "drained"])
+def test_client_server_restarted_resumes_every_publication_in_order_once(
+    open_page: Callable[[], ClientPage], redis_env: dict[str, str], how: str
+) -> None:
+    page = open_page()
+    port = free_port()
+    with serve(env=redis_env) as publisher_server:
+        room = Publisher(publisher_server.url, "lobby")
+        first = UvicornProcess(APP, env=redis_env, port=port)
+        try:
+            first.wait_until_serving()
+            page.load(first.url)
+            assert page.connect("follower", "/room/lobby", backoff=FAST_BACKOFF)["ok"] is True
+            room.publish(10)
+            assert page.wait_numbers("follower", 10) == list(range(1, 11))
+            with room:  # publishing all along, through the other server
+                page.wait(lambda: len(room.sent) >= 15, "publications while connected")
+                if how == "killed":
+                    first.kill()  # no goodbye: the browser sees 1006
+                else:
+                    post(f"{first.url}/drain")  # a drain frame with a delay, then 1012
+                    first.stop()
+                page.wait(lambda: page.details("follower", "reconnecting"), "the client to try again")
+                sent_while_down = len(room.sent)
+                page.wait(lambda: len(room.sent) >= sent_while_down + 10, "publications while the server is down")
+                first.close()
+                first = UvicornProcess(APP, env=redis_env, port=port)
+                first.wait_until_serving()
+                page.wait(lambda: len(page.details("follower", "resume")) >= 2, "the client to resume")
+                resumed_at = len(room.sent)
+                page.wait(lambda: len(room.sent) >= resumed_at + 10, "publications after the restart")
+            numbers = page.wait_numbers("follower", len(room.sent))
+            assert page.state("follower") == "open"
+            client = "window.clients.follower.client"
+            assert page.js(f"return {client}.position('lobby')")["offset"] == len(room.sent)
+            # The next connection names the position it has reached in the query string.
+            assert f"offset={len(room.sent)}&epoch=" in page.js(f"return {client}.url")
+        finally:
+            first.close()
+    assert numbers == room.sent == list(range(1, len(room.sent) + 1))
+    resumes = page.details("follower", "resume")
+    assert [resume["recovered"] for resume in resumes] == [False, True]  # a first visit, then all was there
+    assert resumes[1]["epoch"] == resumes[0]["epoch"]
+    closes = page.details("follower", "close")
+    assert closes[0]["willRetry"] is True and closes[0]["code"] == (1006 if how == "killed" else 1012)
+    # Every delay stays within the backoff; after a drain the first one is the delay the server asked for.
+    delays = [detail["delay"] for detail in page.details("follower", "reconnecting")]
+    if how == "drained":
+        drained = page.details("follower", "drain")[0]
+        assert 200 <= delays[0] == round(drained["reconnectIn"] * 1000) <= 400
+    assert all(delay <= FAST_BACKOFF["max"] for delay in delays[1:])
