@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import shutil
+import subprocess
 import threading
 import urllib.request
 import uuid
@@ -28,7 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from fastapi_channels import add_channel
 from fastapi_channels.browser import CLIENT_FILES, client_source
-from tests.conftest import UvicornProcess, free_port
+from tests.conftest import ROOT, UvicornProcess, free_port
 from tests.test_example_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, require_chromium
 
 WAIT = 30.0  # seconds a condition may take in the browser
@@ -191,6 +194,37 @@ def test_client_files_ship_in_the_package_and_stay_small() -> None:
     assert "import " not in source.split("export const RETRY_CODES")[0]  # no dependencies
     with pytest.raises(ValueError, match="has no file 'app.js'"):
         client_source("app.js")
+
+
+def test_client_logic_in_node_backoff_close_policy_positions_gaps_and_subscriptions() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("The client's unit tests need Node.js 20 or later: apt-get install nodejs.", pytrace=False)
+    result = subprocess.run(
+        [node, "--test", str(ROOT / "tests" / "js" / "channels.test.mjs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# fail 0" in result.stdout and "# pass 11" in result.stdout
+
+
+def test_client_declarations_name_every_export_of_the_module() -> None:
+    script, types = client_source("channels.js").decode(), client_source("channels.d.ts").decode()
+    exported = set(re.findall(r"^export (?:const|function|class) (\w+)", script, re.M))
+    declared = set(re.findall(r"^export declare (?:const|function|class) (\w+)", types, re.M))
+    assert (
+        exported
+        == declared
+        == {"RETRY_CODES", "RESYNC_CODE", "shouldRetry", "backoffDelay", "ChannelError", "ChannelClient"}
+    )
+    methods = set(re.findall(r"^  (?:async )?([a-z]\w*)\(", script, re.M)) - {"constructor"}
+    for method in methods:
+        assert re.search(rf"^  {method}[<(]", types, re.M), f"channels.d.ts does not declare {method}()"
+    getters = set(re.findall(r"^  get (\w+)\(\)", script, re.M))
+    for getter in getters:
+        assert re.search(rf"^  readonly {getter}: ", types, re.M), f"channels.d.ts does not declare {getter}"
 
 
 # -- requests, replies and errors ------------------------------------------------------------------------

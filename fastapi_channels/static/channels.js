@@ -122,9 +122,10 @@ export class ChannelClient extends EventTarget {
   close(code = 1000, reason = "") {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    if (this.#socket) {
-      this.#socket.close(code, reason);
-      this.#closed(this.#socket, { code, reason, wasClean: true });
+    const socket = this.#socket;
+    if (socket) {
+      socket.close(code, reason);
+      this.#closed(socket, { code, reason, wasClean: true }); // at once: the socket's own close event comes later
     } else if (this.#state !== "closed") {
       this.#stop(new ChannelError("The client was closed.", { code }));
     }
