@@ -1,4 +1,4 @@
-"""Our broadcaster backends (Redis pub/sub, PostgreSQL) and the switch from a broadcast URL to a backend.
+"""Our broadcaster backends (memory, Redis pub/sub, PostgreSQL) and the switch from a broadcast URL to a backend.
 
 broadcaster 0.3.1's own Redis backend starts listening before redis-py registers the first subscription
 and then waits forever (with current redis-py), and its listener dies silently when the connection drops.
@@ -6,6 +6,9 @@ and then waits forever (with current redis-py), and its listener dies silently w
 connection, confirms each subscription before ``subscribe`` returns, and reconnects with backoff,
 resubscribing every channel. Its publishes carry a deadline that Redis itself checks, so a message the sender
 gave up on (Redis was frozen or cut off) is never published once Redis answers again.
+
+The memory and Redis backends also subscribe to glob patterns of channel names (``PatternBackend``): Redis with
+``PSUBSCRIBE``, memory by matching each message. Topic subscriptions (``fastapi_channels.topics``) use them.
 
 URLs in messages and logs go through ``redact``: a password never appears there.
 """
@@ -17,7 +20,9 @@ import hashlib
 import logging
 import re
 import time
-from typing import Any
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse, urlsplit
 
 from broadcaster import Broadcast, BroadcastBackend, Event
@@ -30,8 +35,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
     "REDIS_MAX_CONNECTIONS",
+    "MemoryPubSubBackend",
+    "PatternBackend",
+    "PatternDelivery",
     "RedisPubSubBackend",
     "PostgresBackend",
+    "backend_of",
+    "glob_matcher",
     "create_broadcast",
     "redis_client",
     "redact",
@@ -72,6 +82,96 @@ def is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, (*_CONNECTION_ERRORS, asyncio.TimeoutError))
 
 
+PatternDelivery = Callable[[str, str], None]
+"""Receives each message of a pattern subscription: ``deliver(channel, message)``; it must not wait."""
+
+
+@runtime_checkable
+class PatternBackend(Protocol):
+    """A broadcaster backend that also subscribes to every channel whose name matches a glob."""
+
+    async def psubscribe(self, pattern: str, deliver: PatternDelivery) -> None:
+        """Call ``deliver(channel, message)`` for each message of a channel matching ``pattern`` from now on."""
+
+    async def punsubscribe(self, pattern: str) -> None:
+        """Stop delivering the messages of ``pattern``."""
+
+
+class MemoryPubSubBackend(BroadcastBackend):
+    """Publish and subscribe within this process (``memory://``), to channels and to glob patterns of them.
+
+    Patterns use Redis's glob syntax: ``*``, ``?`` and ``\\`` escapes.
+    """
+
+    _published: asyncio.Queue[Event]
+
+    def __init__(self, url: str = "memory://") -> None:
+        self._subscribed: set[str] = set()
+        self._patterns: dict[str, tuple[re.Pattern[str], PatternDelivery]] = {}
+
+    async def connect(self) -> None:
+        """Start a fresh queue of published messages (each run of the app may have its own event loop)."""
+        self._published = asyncio.Queue()
+
+    async def disconnect(self) -> None:
+        """Forget the pattern subscriptions: a new run subscribes again."""
+        self._patterns.clear()
+
+    async def subscribe(self, channel: str) -> None:
+        """Receive ``channel``'s messages."""
+        self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel``'s messages."""
+        self._subscribed.discard(channel)
+
+    async def psubscribe(self, pattern: str, deliver: PatternDelivery) -> None:
+        """Deliver the messages of every channel matching ``pattern``."""
+        self._patterns[pattern] = (glob_matcher(pattern), deliver)
+
+    async def punsubscribe(self, pattern: str) -> None:
+        """Stop delivering the messages of ``pattern``."""
+        self._patterns.pop(pattern, None)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        """Queue ``message`` for the subscribers of ``channel``."""
+        await self._published.put(Event(channel=channel, message=message))
+
+    async def next_published(self) -> Event:
+        """Return the next message of a subscribed channel, handing every message to the matching patterns."""
+        while True:
+            event = await self._published.get()
+            if self._patterns:
+                for matcher, deliver in list(self._patterns.values()):
+                    if matcher.fullmatch(event.channel):
+                        _deliver_safely(deliver, event.channel, event.message)
+            if event.channel in self._subscribed:
+                return event
+
+
+def glob_matcher(glob: str) -> re.Pattern[str]:
+    """Compile a glob in Redis syntax (``*``, ``?`` and ``\\`` escapes) into a regular expression of the same names."""
+    parts: list[str] = []
+    index = 0
+    while index < len(glob):
+        char = glob[index]
+        if char == "\\" and index + 1 < len(glob):
+            parts.append(re.escape(glob[index + 1]))
+            index += 2
+            continue
+        parts.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
+        index += 1
+    return re.compile("".join(parts), re.S)
+
+
+def _deliver_safely(deliver: PatternDelivery, channel: str, message: str) -> None:
+    # One failing subscriber must not end the reader every subscription shares.
+    try:
+        deliver(channel, message)
+    except Exception:
+        logger.exception("Delivering a message of %r to a pattern subscription failed", channel)
+
+
 REDIS_MAX_CONNECTIONS = 64
 """Connections one client (broadcast, presence, limiter) opens to Redis at most; more commands wait for one."""
 
@@ -96,7 +196,7 @@ def redis_client(url: str) -> Redis:
 
 
 class RedisPubSubBackend(BroadcastBackend):
-    """Publish and subscribe through Redis pub/sub (``redis://`` and ``rediss://`` URLs)."""
+    """Publish and subscribe through Redis pub/sub (``redis://`` and ``rediss://`` URLs), to channels and patterns."""
 
     subscribe_timeout = 5.0
     backoff_initial = 0.1
@@ -118,6 +218,8 @@ class RedisPubSubBackend(BroadcastBackend):
         self._reader: asyncio.Task[None] | None = None
         self._channels: set[str] = set()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._patterns: dict[str, PatternDelivery] = {}
+        self._pattern_confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._publish_script: Any = None
         # Redis's clock minus our monotonic clock, in milliseconds: turns a deadline of ours into one of Redis's.
         self._clock_offset = 0.0
@@ -149,6 +251,8 @@ class RedisPubSubBackend(BroadcastBackend):
         # A new connection starts with no subscriptions, and these futures belong to the old loop.
         self._channels.clear()
         self._confirmations.clear()
+        self._patterns.clear()
+        self._pattern_confirmations.clear()
         # Forgotten, so that a leave finishing after shutdown cannot open a fresh connection nobody closes.
         pubsub, self._pubsub = self._pubsub, None
         redis, self._redis = self._redis, None
@@ -160,15 +264,41 @@ class RedisPubSubBackend(BroadcastBackend):
     async def subscribe(self, channel: str) -> None:
         """Subscribe and wait until Redis confirms, so no later publish is missed."""
         assert self._pubsub is not None, "connect() first"
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirmations.setdefault(channel, []).append(confirmed)
         self._channels.add(channel)
+        await self._confirmed(self._confirmations, channel, self._pubsub.subscribe(channel))
+
+    async def psubscribe(self, pattern: str, deliver: PatternDelivery) -> None:
+        """Deliver the messages of every channel matching the glob ``pattern``, once Redis confirms."""
+        if self._pubsub is None:
+            raise ConnectionError("The Redis backend is not connected: pattern subscriptions need the app running.")
+        self._patterns[pattern] = deliver
         try:
-            await self._pubsub.subscribe(channel)
+            await self._confirmed(self._pattern_confirmations, pattern, self._pubsub.psubscribe(pattern))
+        except BaseException:
+            self._patterns.pop(pattern, None)
+            raise
+
+    async def punsubscribe(self, pattern: str) -> None:
+        """Stop delivering the messages of ``pattern``."""
+        self._patterns.pop(pattern, None)
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.punsubscribe(pattern)
+            except _CONNECTION_ERRORS:
+                pass  # the reader resubscribes only self._patterns after reconnecting
+
+    async def _confirmed(
+        self, confirmations: dict[str, list[asyncio.Future[None]]], name: str, request: Awaitable[Any]
+    ) -> None:
+        """Send a (pattern) subscription and wait until Redis confirms it."""
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        confirmations.setdefault(name, []).append(confirmed)
+        try:
+            await request
             self._wakeup.set()
             await asyncio.wait_for(asyncio.shield(confirmed), self.subscribe_timeout)
         except BaseException:
-            waiting = self._confirmations.get(channel, [])
+            waiting = confirmations.get(name, [])
             if confirmed in waiting:
                 waiting.remove(confirmed)
             raise
@@ -248,8 +378,13 @@ class RedisPubSubBackend(BroadcastBackend):
         channel = _text(message["channel"])
         if kind == "message":
             self._queue.put_nowait(Event(channel=channel, message=_text(message["data"])))
-        elif kind == "subscribe":
-            for confirmed in self._confirmations.pop(channel, []):
+        elif kind == "pmessage":
+            deliver = self._patterns.get(_text(message["pattern"]))
+            if deliver is not None:
+                _deliver_safely(deliver, channel, _text(message["data"]))
+        elif kind in ("subscribe", "psubscribe"):
+            confirmations = self._confirmations if kind == "subscribe" else self._pattern_confirmations
+            for confirmed in confirmations.pop(channel, []):
                 if not confirmed.done():
                     confirmed.set_result(None)
 
@@ -267,6 +402,8 @@ class RedisPubSubBackend(BroadcastBackend):
             await self._redis.ping()
             if self._channels:
                 await self._pubsub.subscribe(*self._channels)
+            if self._patterns:
+                await self._pubsub.psubscribe(*self._patterns)
         except _CONNECTION_ERRORS as exc:
             logger.warning("Redis at %s is still unreachable: %s", redact(self._url), exc)
             return False
@@ -355,19 +492,38 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# The backend of each Broadcast that create_broadcast built: broadcaster keeps its own private.
+_backends: weakref.WeakKeyDictionary[Broadcast, BroadcastBackend] = weakref.WeakKeyDictionary()
+
+
+def backend_of(broadcast: Broadcast) -> BroadcastBackend | None:
+    """Return the backend ``create_broadcast`` built ``broadcast`` with; None for a ``Broadcast`` built elsewhere."""
+    return _backends.get(broadcast)
+
+
 def create_broadcast(url: str, *, backend: BroadcastBackend | None = None) -> Broadcast:
-    """Build a ``Broadcast`` for ``backend``, or for ``url`` with our own backends for Redis pub/sub and PostgreSQL."""
-    if backend is not None:
-        return Broadcast(backend=backend)
+    """Build a ``Broadcast`` for ``backend``, or for ``url`` with our own backends for memory, Redis and PostgreSQL."""
+    if backend is None:
+        backend = _backend_for(url)
+    if backend is None:
+        try:
+            return Broadcast(url)
+        except ValueError:
+            raise ValueError(
+                f"Unsupported broadcast URL {redact(url)!r}: use memory://, redis://, rediss://, redis-stream://, "
+                "postgres:// or kafka://, or pass backend= / broadcast=."
+            ) from None
+    broadcast = Broadcast(backend=backend)
+    _backends[broadcast] = backend
+    return broadcast
+
+
+def _backend_for(url: str) -> BroadcastBackend | None:
     scheme = urlparse(url).scheme
+    if scheme == "memory":
+        return MemoryPubSubBackend(url)
     if scheme in ("redis", "rediss"):
-        return Broadcast(backend=RedisPubSubBackend(url))
+        return RedisPubSubBackend(url)
     if scheme in ("postgres", "postgresql"):
-        return Broadcast(backend=PostgresBackend(url))
-    try:
-        return Broadcast(url)
-    except ValueError:
-        raise ValueError(
-            f"Unsupported broadcast URL {redact(url)!r}: use memory://, redis://, rediss://, redis-stream://, "
-            "postgres:// or kafka://, or pass backend= / broadcast=."
-        ) from None
+        return PostgresBackend(url)
+    return None

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI
@@ -33,6 +34,7 @@ from fastapi_channels.exceptions import (
 )
 from fastapi_channels.history import HistoryPage, Position, Retention
 from fastapi_channels.lifespan import ChannelEvents, EventHandler, Lifespan
+from fastapi_channels.memberships import DEFAULT_MAX_CHANNELS_PER_CONNECTION, check_max_channels
 from fastapi_channels.messages import check_sends
 from fastapi_channels.origin import check_allowed_origins
 from fastapi_channels.outbox import CONNECTION_KEY, Connection
@@ -50,12 +52,16 @@ from fastapi_channels.protocol import (
 from fastapi_channels.routing import ActionRouter, IncludeRouter, include_actions
 from fastapi_channels.session import FrameHandler, Session, current_config, session_of
 from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
+from fastapi_channels.topics import DEFAULT_TOPIC_QUEUE_SIZE, TopicPattern, TopicSubscription
 
 __all__ = ["BaseChannel", "Channel", "SERVES_ATTR"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_CHANNEL = "default_channel"
+
+# The built-in frames that join and leave channels, for channel objects with client_subscriptions.
+_SUBSCRIPTION_FRAMES = ("subscribe", "unsubscribe")
 
 SERVES_ATTR = "__fastapi_channels_serves__"
 """The attribute ``BaseChannel.serves`` sets on a websocket route function: the channel object it serves."""
@@ -68,6 +74,16 @@ def _retention(size: Any, ttl: Any) -> Retention | None:
             raise ValueError("history_ttl needs a history_size too: history is bounded by a number of publications.")
         return None
     return Retention(size, ttl)
+
+
+def _check_client_subscriptions(owner: type[BaseChannel], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"client_subscriptions must be True or False, not {value!r}.")
+    if value and not owner.speaks_json:
+        raise TypeError(
+            f"{owner.__name__} is a BaseChannel, which relays text and reads no subscribe frames: subclass Channel to "
+            "let clients join channels themselves, or join them from server code with join()."
+        )
 
 
 class BaseChannel:
@@ -101,6 +117,9 @@ class BaseChannel:
     sends: Mapping[str, Any] | None = None
     history_size: int | None = None
     history_ttl: float | None = None
+    join_permission: PermissionLike = None
+    max_channels_per_connection: int = DEFAULT_MAX_CHANNELS_PER_CONNECTION
+    client_subscriptions: bool = False
     speaks_json: ClassVar[bool] = False
     """Whether clients speak JSON frames (``Channel``), and so get heartbeat pings; a relay passes raw text."""
 
@@ -124,6 +143,9 @@ class BaseChannel:
         sends: Mapping[str, Any] | None = None,
         history_size: int | None = None,
         history_ttl: float | None = None,
+        join_permission: PermissionLike = None,
+        max_channels_per_connection: int | None = None,
+        client_subscriptions: bool | None = None,
     ) -> None:
         self.channel = _check_channel_name(channel if channel is not None else self.channel)
         self.max_connection = max_connection if max_connection is not None else self.max_connection
@@ -157,6 +179,15 @@ class BaseChannel:
         self.history_ttl = history_ttl if history_ttl is not None else self.history_ttl
         self.retention = _retention(self.history_size, self.history_ttl)
         """How much history the channel keeps, or None when it keeps none."""
+        if join_permission is not None:
+            self.join_permission = join_permission
+        check_permission_like(self.join_permission)
+        self.max_channels_per_connection = check_max_channels(
+            max_channels_per_connection if max_channels_per_connection is not None else self.max_channels_per_connection
+        )
+        if client_subscriptions is not None:
+            self.client_subscriptions = client_subscriptions
+        _check_client_subscriptions(type(self), self.client_subscriptions)
         self.endpoint = _endpoint_name(f"{type(self).__module__}.{type(self).__qualname__}:{self.channel}")
         """Names the connections this object serves, the same in every process running the app's code."""
         # Hooks left as they are run inline, without a coroutine per frame.
@@ -169,6 +200,8 @@ class BaseChannel:
         if vars(cls).get("sends") is not None:
             check_sends(cls.sends, where=cls.__name__)
         _retention(cls.history_size, cls.history_ttl)  # a bad setting fails here, not at the first connection
+        check_max_channels(cls.max_channels_per_connection)
+        _check_client_subscriptions(cls, cls.client_subscriptions)
         channel_class = globals().get("Channel")
         if channel_class is not None and issubclass(cls, channel_class):
             return
@@ -424,6 +457,80 @@ class BaseChannel:
         elif websocket.application_state != WebSocketState.DISCONNECTED:
             await websocket.close(code, reason)
 
+    # -- several channels per connection ---------------------------------------------------------------
+
+    async def join(self, websocket: WebSocket, channel: str, *, since: Position | None = None) -> bool:
+        """Add ``websocket``'s connection to ``channel`` of this object, besides the channels it is in already.
+
+        The join is checked as connecting is (``permission_classes`` or your ``check_permissions``, asked about
+        the action ``"join"``, and ``join_permission``) and admitted under this object's ``max_connection``; then
+        its lifespan enters and its join handlers run. On a channel with history the client is sent the resume
+        frame, after what it missed since ``since`` when given. Returns False, doing nothing, when the connection
+        is in the channel already. From the first join on, the connection's broadcasts come in broadcast frames.
+
+        Raises:
+            RuntimeError: ``websocket`` is not served by ``connect`` on this process.
+            ParseError: ``channel`` is not a name (a non-empty string of at most 256 characters).
+            WebSocketException: The connection is closing, in ``max_channels_per_connection`` channels already, or
+                in another channel of the same name.
+            PermissionDenied: A permission refuses.
+            ConnectionLimitExceeded: The channel holds ``max_connection`` connections.
+            BackendUnavailable: Presence or history cannot be reached.
+
+        Each is answered with an error frame inside an action, and the socket stays open.
+        """
+        session = session_of(websocket)
+        if session is None:
+            raise RuntimeError(
+                "join() takes the websocket of a connection that connect() serves on this process, while it is open."
+            )
+        return await session.memberships().join(self, channel, since=since)
+
+    async def leave(self, websocket: WebSocket, channel: str) -> bool:
+        """Take ``websocket``'s connection out of ``channel`` of this object, which it joined; run the leave handlers.
+
+        Returns False, doing nothing, when the connection is not in the channel (or has ended).
+
+        Raises:
+            ParseError: ``channel`` is not a name.
+            ValueError: ``channel`` is the connection's own: close the connection instead.
+        """
+        session = session_of(websocket)
+        if session is None:
+            return False
+        return await session.memberships().leave(self, channel)
+
+    def get_channels(self, websocket: WebSocket) -> list[str]:
+        """Return the channels ``websocket``'s connection is in: its own, then those it joined, in join order."""
+        session = session_of(websocket)
+        if session is None:
+            return []
+        memberships = session.memberships()
+        return [session.channel, *memberships.names()]
+
+    def subscribe(
+        self, pattern: str, *, queue_size: int = DEFAULT_TOPIC_QUEUE_SIZE
+    ) -> AbstractAsyncContextManager[TopicSubscription]:
+        """Hear every channel of this object whose name matches the topic ``pattern``, on every process.
+
+        ``+`` stands for one dot-separated segment, ``#`` (only as the last segment) for the rest:
+        ``async with room.subscribe("sensors.+.temp") as messages: async for channel, message in messages: ...``.
+        At most ``queue_size`` messages wait for the reader; a slower reader loses the oldest (counted in
+        ``messages.dropped``).
+
+        Raises:
+            ValueError: The pattern or ``queue_size`` is malformed.
+            RuntimeError: The app is not running, or its backend cannot subscribe to patterns.
+        """
+        topic_pattern = TopicPattern(pattern)
+        layer = self._running_config().layer
+        return layer.subscribe_pattern(
+            topic_pattern,
+            topic_prefix=self._topic_prefix,
+            queue_size=queue_size,
+            publications=self.retention is not None,
+        )
+
     # -- permissions and limits ------------------------------------------------------------------------
 
     async def check_permissions(
@@ -656,6 +763,7 @@ class Channel(BaseChannel):
         prepared = self._prepared_for(config)
         own_throttles = _overrides(self, "check_throttles")
         everything = f"{channel}:*"
+        subscriptions = self.client_subscriptions
         # Frames are decoded by the connection's codec; decode_json, when overridden, reads the text frames.
         decode, plain_decode = frame_decoder(session.codec, self.codecs), self._plain_decode
 
@@ -677,8 +785,13 @@ class Channel(BaseChannel):
             if action is None:
                 if name == "pong":
                     return  # the answer to a heartbeat ping: the frame itself showed the client is there
-                if name == "resume" and session.resumption is not None:
-                    await session.resumption.request(data)  # a channel with history: send what the client missed
+                if name == "resume":
+                    resumption = session.resumption_for(data)
+                    if resumption is not None:
+                        await resumption.request(data)  # a channel with history: send what the client missed
+                        return
+                elif subscriptions and name in _SUBSCRIPTION_FRAMES:
+                    await subscription(name, data, request_id)
                     return
                 raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
             if action.checked or own_throttles or prepared.throttles:
@@ -691,6 +804,19 @@ class Channel(BaseChannel):
                 written = connection.write(action.reply(request_id, result))
                 if written is not None:
                     await written
+
+        async def subscription(name: str, data: Frame, request_id: int | str | None) -> None:
+            # Joining costs the backend work: the channel-wide limits apply as to any action.
+            if own_throttles:
+                await self.check_throttles(websocket, channel, name)
+            else:
+                for throttle in prepared.throttles:
+                    await throttle(websocket, everything)
+            memberships = session.memberships()
+            if name == "subscribe":
+                await memberships.subscribe(self, data, request_id)
+            else:
+                await memberships.unsubscribe(self, data, request_id)
 
         async def check(action: PreparedAction, name: str) -> None:
             if action.deprecated:

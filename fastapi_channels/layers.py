@@ -8,6 +8,13 @@ a client that stops reading from holding up the others.
 Channels with history publish through the history store (``history``), which gives each publication its
 offset; a connection that joins such a channel sees live publications through its ``Resumption`` (``resume``)
 until it has caught up.
+
+A connection is in its own channel and may join others (``join``/``leave``). From its first join on, it gets
+the plain broadcasts of each of its channels wrapped in broadcast frames that name the channel; publication
+frames name theirs already. A connection that never joins another channel costs nothing more per message.
+
+Topic subscriptions (``subscribe_pattern``) hear every channel whose name matches a pattern, through the
+backend's glob subscriptions, one per glob per process.
 """
 
 from __future__ import annotations
@@ -17,22 +24,30 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from broadcaster import Broadcast
 from starlette.websockets import WebSocket
 
 # create_broadcast and DEFAULT_SEND_QUEUE_SIZE lived here before (as did Connection): the old paths still work.
-from fastapi_channels.backends import create_broadcast, is_unreachable  # noqa: F401
+from fastapi_channels.backends import PatternBackend, backend_of, create_broadcast, is_unreachable  # noqa: F401
 from fastapi_channels.breaker import CircuitBreaker
 from fastapi_channels.exceptions import BackendUnavailable, PermissionDenied
 from fastapi_channels.history import History, HistoryPage, HistoryUnavailable, Position, Retention
 from fastapi_channels.metrics import ChannelMetrics
 from fastapi_channels.outbox import CONNECTION_KEY, DEFAULT_SEND_QUEUE_SIZE, Connection  # noqa: F401
 from fastapi_channels.presence import LocalPresence, Presence, PresenceUnavailable
-from fastapi_channels.protocol import publication_head, publication_member, render_publication
+from fastapi_channels.protocol import (
+    broadcast_head,
+    publication_head,
+    publication_member,
+    render_broadcast,
+    render_publication,
+)
 from fastapi_channels.resume import Resumption
+from fastapi_channels.topics import DEFAULT_TOPIC_QUEUE_SIZE, TopicPattern, TopicSubscription
 
 __all__ = ["ChannelLayer", "PUBLISH_TIMEOUT", "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_TIMEOUT"]
 
@@ -54,13 +69,32 @@ _NO_HISTORY = (
 )
 
 
+_NO_PATTERNS = (
+    "Topic subscriptions need a backend that subscribes to patterns: add_channel(url=...) with memory://, redis:// "
+    "or rediss://, or a backend= with psubscribe() and punsubscribe()."
+)
+
+
 @dataclass
 class _Group:
+    # The channel's name as clients know it, for the broadcast frames that wrap its messages.
+    name: str = ""
+    # Whether plain messages are wrapped for connections in several channels: publication frames never are.
+    wraps: bool = True
+    # The connections sent each message as it is...
     members: set[Connection] = field(default_factory=set)
+    # ...and those in several channels, sent it wrapped in a broadcast frame (disjoint from members).
+    wrapped: set[Connection] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pump: asyncio.Task[None] | None = None
     # Connections still catching up with the channel's history: each live frame goes through their resumption.
     resuming: dict[Connection, Resumption] = field(default_factory=dict)
+
+    def holds(self, connection: Connection) -> bool:
+        return connection in self.members or connection in self.wrapped
+
+    def size(self) -> int:
+        return len(self.members) + len(self.wrapped)
 
 
 class ChannelLayer:
@@ -95,6 +129,11 @@ class ChannelLayer:
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self._direct = _Group()
+        # The other channels each connection joined (topics, in join order): present from its first join on.
+        self._joined: dict[Connection, list[str]] = {}
+        # Topic subscriptions by the glob the backend matches for them.
+        self._patterns: dict[str, set[TopicSubscription]] = {}
+        self._patterns_lock = asyncio.Lock()
         # The settings are read here, so changes made before add_channel builds the layer apply to it.
         self._breaker = CircuitBreaker(failure_threshold=BREAKER_FAILURE_THRESHOLD, reset_timeout=BREAKER_RESET_TIMEOUT)
 
@@ -119,6 +158,10 @@ class ChannelLayer:
 
     async def stop(self) -> None:
         """Stop listening for direct messages and remove this process's connections from presence."""
+        for subscriptions in self._patterns.values():
+            for subscription in subscriptions:
+                subscription.close()  # their readers' iterations end
+        self._patterns.clear()
         pump, self._direct.pump = self._direct.pump, None
         if pump is not None:
             pump.cancel()
@@ -298,12 +341,24 @@ class ChannelLayer:
     def count(self, channel: str) -> int:
         """Return how many connections this process holds in the topic ``channel`` (``presence`` counts all)."""
         group = self._groups.get(channel)
-        return len(group.members) if group else 0
+        return group.size() if group else 0
 
     def connections(self, channel: str) -> list[Connection]:
         """Return this process's connections in ``channel``."""
         group = self._groups.get(channel)
-        return list(group.members) if group else []
+        return [*group.members, *group.wrapped] if group else []
+
+    def topics(self) -> list[str]:
+        """Return the topics this process holds connections in (and so is subscribed to)."""
+        return list(self._groups)
+
+    def holds(self, connection: Connection) -> bool:
+        """Return whether ``connection`` is in its own channel on this process (admitted, and not gone yet)."""
+        return self._by_id.get(connection.id) is connection
+
+    def joined(self, connection: Connection) -> list[str]:
+        """Return the topics ``connection`` joined besides its own, in join order."""
+        return list(self._joined.get(connection, ()))
 
     async def add(
         self, connection: Connection, *, max_connections: int | None = None, resumption: Resumption | None = None
@@ -317,41 +372,110 @@ class ChannelLayer:
             PermissionDenied: The connection asks for the reserved channel of direct messages.
         """
         self.check_channel(connection.channel)
-        channel = connection.topic
+        if not await self._enter(connection, connection.topic, connection.channel, max_connections, resumption):
+            return False
+        self._index(connection)
+        return True
+
+    async def join(
+        self,
+        connection: Connection,
+        topic: str,
+        name: str,
+        *,
+        max_connections: int | None = None,
+        resumption: Resumption | None = None,
+    ) -> bool:
+        """Admit ``connection``, already in its own channel, to another one unless it is full.
+
+        ``name`` is the channel's name as clients know it (the broadcast frames carry it). From the first join
+        on, the connection gets the plain broadcasts of all its channels wrapped in broadcast frames.
+
+        Raises:
+            BackendUnavailable: Presence is shared through Redis and Redis cannot be reached.
+        """
+        joined = self._joined.get(connection)
+        first = joined is None
+        if joined is None:
+            # Marked first, so that it enters the new channel's group as a connection in several channels.
+            joined = self._joined[connection] = []
+        try:
+            admitted = await self._enter(connection, topic, name, max_connections, resumption)
+        except BaseException:
+            if first:
+                self._joined.pop(connection, None)
+            raise
+        if not admitted:
+            if first:
+                self._joined.pop(connection, None)
+            return False
+        joined.append(topic)
+        if first:
+            # From now on the broadcasts of its own channel say which channel they come from, too.
+            group = self._groups.get(connection.topic)
+            if group is not None and group.wraps and connection in group.members:
+                group.members.discard(connection)
+                group.wrapped.add(connection)
+        return True
+
+    async def leave(self, connection: Connection, topic: str) -> None:
+        """Remove ``connection`` from the channel ``topic`` it joined; its broadcasts stay wrapped."""
+        joined = self._joined.get(connection)
+        if joined is not None and topic in joined:
+            joined.remove(topic)
+        await self._exit(connection, topic)
+
+    async def discard(self, connection: Connection) -> None:
+        """Remove ``connection`` from its channel and every other it joined; unsubscribe from those left empty."""
+        for topic in reversed(self._joined.pop(connection, ())):
+            await self._exit(connection, topic)
+        group = self._groups.get(connection.topic)
+        if group is not None and group.holds(connection):
+            self._unindex(connection)
+        await self._exit(connection, connection.topic)
+
+    async def _enter(
+        self,
+        connection: Connection,
+        topic: str,
+        name: str,
+        max_connections: int | None,
+        resumption: Resumption | None,
+    ) -> bool:
         member = self.presence.new_member(connection.id, connection.user)
         try:
             # The check and the reservation are one step (a Lua script in Redis), so racing joins cannot overfill.
-            if not await self.presence.add(channel, member, max_connections=max_connections):
+            if not await self.presence.add(topic, member, max_connections=max_connections):
                 return False
         except PresenceUnavailable as exc:
-            logger.warning("Cannot admit a connection to %r: %s", channel, exc)
+            logger.warning("Cannot admit a connection to %r: %s", topic, exc)
             raise BackendUnavailable(error_msg="The channel cannot be joined right now. Try again later.") from exc
-        group = self._groups.setdefault(channel, _Group())
+        group = self._groups.get(topic)
+        if group is None:
+            # A channel with history (joined with a resumption) sends publication frames, which name the channel.
+            group = self._groups[topic] = _Group(name=name, wraps=resumption is None)
         if resumption is not None:
             group.resuming[connection] = resumption
-        group.members.add(connection)
-        self._index(connection)
+        (group.wrapped if group.wraps and connection in self._joined else group.members).add(connection)
         try:
             async with group.lock:
                 if group.pump is None or group.pump.done():
-                    await self._start_pump(self.prefix + channel, group, deliver=self._deliver_to(group))
+                    await self._start_pump(self.prefix + topic, group, deliver=self._deliver_to(group))
         except BaseException:
-            await self.discard(connection)
+            await self._exit(connection, topic)
             raise
         return True
 
-    async def discard(self, connection: Connection) -> None:
-        """Remove ``connection``; unsubscribe the process when it was the channel's last one here."""
-        channel = connection.topic
-        group = self._groups.get(channel)
-        if group is None or connection not in group.members:
+    async def _exit(self, connection: Connection, topic: str) -> None:
+        group = self._groups.get(topic)
+        if group is None or not group.holds(connection):
             return
         group.members.discard(connection)
+        group.wrapped.discard(connection)
         group.resuming.pop(connection, None)
-        self._unindex(connection)
-        await self.presence.remove(channel, connection.id)
+        await self.presence.remove(topic, connection.id)
         async with group.lock:
-            if group.members or group.pump is None:
+            if group.size() or group.pump is None:
                 return
             pump, group.pump = group.pump, None
             pump.cancel()
@@ -360,9 +484,59 @@ class ChannelLayer:
             except asyncio.CancelledError:
                 pass
             except Exception:
-                logger.exception("Unsubscribing from %r failed", channel)
-            if not group.members and self._groups.get(channel) is group:
-                del self._groups[channel]
+                logger.exception("Unsubscribing from %r failed", topic)
+            if not group.size() and self._groups.get(topic) is group:
+                del self._groups[topic]
+
+    def subscribe_pattern(
+        self,
+        pattern: TopicPattern,
+        *,
+        topic_prefix: str = "",
+        queue_size: int = DEFAULT_TOPIC_QUEUE_SIZE,
+        publications: bool = False,
+    ) -> AbstractAsyncContextManager[TopicSubscription]:
+        """Hear every channel whose topic is ``topic_prefix`` and a name ``pattern`` matches, on every process.
+
+        Returns an async context manager: within it, the ``TopicSubscription`` it yields receives the messages
+        (``publications``: the channels keep history, and their messages come in publication frames).
+
+        Raises:
+            RuntimeError: The backend cannot subscribe to patterns.
+            ValueError: ``queue_size`` is not a positive integer.
+        """
+        backend = backend_of(self.broadcast)
+        if not isinstance(backend, PatternBackend):
+            raise RuntimeError(_NO_PATTERNS)
+        prefix = self.prefix + topic_prefix
+        subscription = TopicSubscription(pattern, prefix=prefix, queue_size=queue_size, publications=publications)
+        return self._listening(backend, pattern.glob(prefix), subscription)
+
+    @contextlib.asynccontextmanager
+    async def _listening(
+        self, backend: PatternBackend, glob: str, subscription: TopicSubscription
+    ) -> AsyncIterator[TopicSubscription]:
+        async with self._patterns_lock:
+            listeners = self._patterns.get(glob)
+            if listeners is None:
+                listeners = set()
+                try:
+                    await backend.psubscribe(glob, _offer_to(listeners))
+                except Exception as exc:
+                    if not is_unreachable(exc):
+                        raise
+                    raise BackendUnavailable(error_msg="The backend cannot be reached: subscribe again later.") from exc
+                self._patterns[glob] = listeners
+            listeners.add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+            async with self._patterns_lock:
+                listeners.discard(subscription)
+                if not listeners and self._patterns.get(glob) is listeners:
+                    del self._patterns[glob]
+                    await backend.punsubscribe(glob)
 
     async def set_user(self, connection: Connection, user: str | None) -> None:
         """Address ``connection`` as ``user`` from now on: for ``send_to_user`` and in the member lists."""
@@ -374,7 +548,8 @@ class ChannelLayer:
         connection.user = user
         if admitted:
             self._index(connection)
-            await self.presence.set_user(connection.topic, connection.id, user)
+            for topic in [connection.topic, *self._joined.get(connection, ())]:
+                await self.presence.set_user(topic, connection.id, user)
 
     def _index(self, connection: Connection) -> None:
         self._by_id[connection.id] = connection
@@ -392,11 +567,11 @@ class ChannelLayer:
 
     @staticmethod
     def _deliver_to(group: _Group) -> Callable[[str], None]:
-        members, resuming = group.members, group.resuming
+        members, wrapped, resuming = group.members, group.wrapped, group.resuming
 
         def deliver(text: str) -> None:
-            if resuming:
-                _deliver_resuming(group, text)
+            if resuming or wrapped:
+                _deliver_mixed(group, text)
                 return
             # Sending never awaits nor changes the members, so the set is walked as it is.
             for connection in members:
@@ -450,6 +625,20 @@ class ChannelLayer:
             raise
 
 
+def _deliver_mixed(group: _Group, text: str) -> None:
+    """Deliver ``text`` to a group some of whose connections catch up with history or are in several channels."""
+    if group.resuming:
+        _deliver_resuming(group, text)
+    else:
+        for connection in group.members:
+            connection.send(text)
+    if group.wrapped:
+        # Wrapped once for all of them: one more parse of the message, not one per recipient.
+        wrapped = render_broadcast(broadcast_head(group.name), text)
+        for connection in group.wrapped:
+            connection.send(wrapped)
+
+
 def _deliver_resuming(group: _Group, text: str) -> None:
     """Deliver ``text`` to a group some of whose connections are catching up with history."""
     resuming = group.resuming
@@ -465,6 +654,16 @@ def _deliver_resuming(group: _Group, text: str) -> None:
     if caught_up:
         for connection in [connection for connection, resumption in resuming.items() if resumption.done]:
             del resuming[connection]
+
+
+def _offer_to(listeners: set[TopicSubscription]) -> Callable[[str, str], None]:
+    """Return what hands each message of a glob subscription to the topic subscriptions that share it."""
+
+    def offer(channel: str, text: str) -> None:
+        for subscription in list(listeners):
+            subscription.offer(channel, text)
+
+    return offer
 
 
 def _report_failure(pump: asyncio.Task[None]) -> None:

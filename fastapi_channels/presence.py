@@ -351,6 +351,10 @@ class RedisPresence(Presence):
         try:
             # Bounded: a Redis that stopped answering must not hold a handshake or a leave for long.
             return await asyncio.wait_for(pending, OPERATION_TIMEOUT)
+        except asyncio.CancelledError:
+            # Cancelled mid-call (a client that left during its join): Redis may have run it all the same.
+            self._stale = True
+            raise
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             # A write may have been applied before the answer was lost: the next renewal rewrites ours.
             self._stale = True

@@ -6,6 +6,8 @@ Reply frames (what an action returns) are ``{"type": "response", "status": "ok",
 Broadcasts to a channel with history are publication frames, ``{"type": "publication", "channel", "offset",
 "epoch", "data" | "text"}``, and a client joining such a channel gets a resume frame, ``{"type": "resume",
 "channel", "recovered", "offset", "epoch"}``, once what it missed has been replayed.
+A connection that has joined channels besides its own receives their other broadcasts wrapped in broadcast frames,
+``{"type": "broadcast", "channel", "data" | "text"}``, so that it can tell them apart.
 JSON is read and written by pydantic-core (a dependency through pydantic): several times faster than the
 standard library on the small objects frames are, and strict (no ``NaN``, no lone surrogate escapes).
 """
@@ -27,6 +29,10 @@ __all__ = [
     "MAX_OFFSET",
     "MAX_REQUEST_ID_LENGTH",
     "action_of",
+    "broadcast_head",
+    "channel_of",
+    "channel_reply",
+    "check_channel_name",
     "encode",
     "error_payload",
     "internal_error_payload",
@@ -36,6 +42,7 @@ __all__ = [
     "publication_member",
     "publication_position",
     "render",
+    "render_broadcast",
     "render_publication",
     "render_reply",
     "render_resume",
@@ -106,6 +113,28 @@ def action_of(frame: Mapping[str, Any]) -> str:
     return action
 
 
+def check_channel_name(name: Any, *, field: str = "channel") -> str:
+    """Return ``name`` if it can name a channel: a non-empty string of at most ``MAX_NAME_LENGTH`` characters.
+
+    Raises:
+        ParseError: It cannot; the message names ``field``.
+    """
+    if type(name) is str and 0 < len(name) <= MAX_NAME_LENGTH:
+        return name
+    if name is None:
+        raise ParseError(error_msg=f'The message has no "{field}" field.')
+    if not isinstance(name, str) or not name:
+        raise ParseError(error_msg=f'The "{field}" field must be a non-empty string.')
+    if len(name) > MAX_NAME_LENGTH:
+        raise ParseError(error_msg=f'The "{field}" field must be at most {MAX_NAME_LENGTH} characters.')
+    return name
+
+
+def channel_of(frame: Mapping[str, Any]) -> str:
+    """Return the frame's ``channel`` name, raising ``ParseError`` when it is missing, empty, too long or no string."""
+    return check_channel_name(frame.get("channel"))
+
+
 def error_payload(
     exc: WebSocketException,
     *,
@@ -150,6 +179,11 @@ def reply_head(action: str) -> bytes:
 def render_reply(head: bytes, request_id: int | str | None, data: bytes) -> str:
     """Render a reply frame from ``reply_head(action)``, the request's ``request_id`` and the JSON of its ``data``."""
     return (head + to_json(request_id) + b',"data":' + data + b"}").decode()
+
+
+def channel_reply(action: str, request_id: int | str | None, channel: str) -> str:
+    """Render the reply frame of a built-in ``subscribe`` or ``unsubscribe`` frame: its ``data`` names the channel."""
+    return render_reply(reply_head(action), request_id, b'{"channel":' + to_json(channel) + b"}")
 
 
 def encode(data: Any) -> str:
@@ -219,6 +253,16 @@ def publication_position(text: str, head: str) -> tuple[int, str] | None:
     if end < 0 or epoch_end < 0 or not (digits.isascii() and digits.isdigit()):
         return None
     return int(digits), text[end + len(_EPOCH) : epoch_end]
+
+
+def broadcast_head(channel: str) -> str:
+    """Return the start of the broadcast frames of ``channel``, up to the message they carry."""
+    return '{"type":"broadcast","channel":' + to_json(channel).decode() + ","
+
+
+def render_broadcast(head: str, text: str) -> str:
+    """Wrap the broadcast ``text`` in a broadcast frame that starts with ``broadcast_head(channel)``."""
+    return head + publication_member(text, is_json=is_json_text(text)) + "}"
 
 
 def render_resume(channel: str, *, recovered: bool, offset: int, epoch: str) -> str:

@@ -27,7 +27,15 @@ from fastapi_channels.protocol import (
     render_resume,
 )
 
-__all__ = ["Resumption", "HistoryReader", "OFFSET_PARAM", "EPOCH_PARAM", "MAX_CATCH_UP_ROUNDS", "resume_point"]
+__all__ = [
+    "Resumption",
+    "HistoryReader",
+    "OFFSET_PARAM",
+    "EPOCH_PARAM",
+    "MAX_CATCH_UP_ROUNDS",
+    "frame_position",
+    "resume_point",
+]
 
 OFFSET_PARAM = "offset"
 """The query parameter that names the offset of the last publication a client received."""
@@ -58,6 +66,20 @@ def resume_point(query: Mapping[str, str]) -> Position | None:
     if not (offset.isascii() and offset.isdigit() and len(offset) <= len(str(MAX_OFFSET))):
         raise ParseError(error_msg=_BAD_OFFSET)
     return _position(int(offset), epoch)
+
+
+def frame_position(frame: Mapping[str, Any]) -> Position | None:
+    """Return the position a frame names in its ``"offset"`` and ``"epoch"`` fields, if it names one.
+
+    Raises:
+        ParseError: Only one of the two is given, or one is malformed.
+    """
+    offset, epoch = frame.get(OFFSET_PARAM), frame.get(EPOCH_PARAM)
+    if offset is None and epoch is None:
+        return None
+    if offset is None or epoch is None:
+        raise ParseError(error_msg=f'Resuming takes both "{OFFSET_PARAM}" and "{EPOCH_PARAM}".')
+    return _frame_point(frame)
 
 
 def _frame_point(frame: Mapping[str, Any]) -> Position:

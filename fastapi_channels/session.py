@@ -26,15 +26,14 @@ from fastapi_channels.codecs import SUBPROTOCOL_PREFIX, Codec, negotiate
 from fastapi_channels.config import FastAPIChannel
 from fastapi_channels.exceptions import ConnectionLimitExceeded, ParseError, RateLimitExceeded, WebSocketException
 from fastapi_channels.handlers import lookup_exception_handler
-from fastapi_channels.history import HistoryPage, Position, Retention
+from fastapi_channels.history import HistoryPage, Position
 from fastapi_channels.identity import user_of
-from fastapi_channels.lifespan import ChannelEvents
+from fastapi_channels.memberships import JoinableChannel, Memberships
 from fastapi_channels.origin import origin_allowed
 from fastapi_channels.outbox import SEND_KEY, Connection
-from fastapi_channels.permission import PermissionLike
-from fastapi_channels.protocol import MAX_NAME_LENGTH, internal_error_payload, render
+from fastapi_channels.protocol import MAX_NAME_LENGTH, Frame, internal_error_payload, render
 from fastapi_channels.resume import Resumption, resume_point
-from fastapi_channels.stepping import resume
+from fastapi_channels.stepping import resume, run_to_the_end
 from fastapi_channels.throttling import LimitHandled
 from fastapi_channels.timeouts import PING_FRAME, Watchdog
 
@@ -53,24 +52,14 @@ current_config: contextvars.ContextVar[FastAPIChannel] = contextvars.ContextVar(
 """The configuration of the connection being served, so that broadcasts from its handlers reach its own app."""
 
 
-class ChannelHooks(Protocol):
+class ChannelHooks(JoinableChannel, Protocol):
     """What a session needs from the channel object it serves (``BaseChannel`` provides all of it)."""
 
-    max_connection: int | None
     endpoint: str
-    events: ChannelEvents
     allowed_origins: Sequence[str] | None
     codecs: Sequence[Codec]
     speaks_json: ClassVar[bool]
-    retention: Retention | None
-
-    def topic(self, channel: str) -> str:
-        """Return what the channel layer and presence file ``channel`` under."""
-
-    async def check_permissions(
-        self, websocket: WebSocket, action: str | None, channel: str, permission: PermissionLike = None
-    ) -> None:
-        """Raise ``PermissionDenied`` unless the client may join (``action`` None) or run ``action``."""
+    max_channels_per_connection: int
 
     async def handle_exception(self, connection: Connection, exc: Exception) -> None:
         """Answer ``exc``, raised while the connection joined or handled a frame."""
@@ -97,6 +86,7 @@ class Session:
         "action",
         "request_id",
         "resumption",
+        "_memberships",
         "_user",
         "_task",
         "_read_ahead",
@@ -127,6 +117,8 @@ class Session:
         self.request_id: int | str | None = None
         self.resumption: Resumption | None = None
         """How the connection catches up with its channel's history (channels with history only)."""
+        # The channels it joined besides its own: made by the first join, so a connection that joins none pays nothing.
+        self._memberships: Memberships | None = None
         self._user = websocket.scope.get("user")
         self._task: asyncio.Task[Any] | None = None
         # A message read while an action waited, so that a disconnect is seen (and the action cancelled) at once.
@@ -166,7 +158,7 @@ class Session:
                 self.config.metrics.connection_closed(type(self.owner).__name__, connection.close_code or 1000)
             try:
                 if admitted and not served:
-                    await _run_to_the_end(layer.discard(connection))
+                    await run_to_the_end(layer.discard(connection))
                 connection.close()
                 await connection.flush()
             finally:
@@ -194,7 +186,7 @@ class Session:
                 try:
                     await resumption.prepare()
                 except BaseException:
-                    await _run_to_the_end(layer.discard(self.connection))
+                    await run_to_the_end(layer.discard(self.connection))
                     raise
         except Exception as exc:
             if isinstance(exc, WebSocketException):
@@ -341,7 +333,7 @@ class Session:
             if self._read_ahead is not None:
                 self._read_ahead.cancel()
             # Leaving runs to the end even when this task is cancelled (server shutdown, a test client exiting).
-            await _run_to_the_end(self._leave(stack, joined=joined))
+            await run_to_the_end(self._leave(stack, joined=joined))
 
     async def _join(self, stack: contextlib.AsyncExitStack) -> bool:
         """Enter the connection's lifespan and run the join handlers; return whether the client may stay."""
@@ -411,10 +403,41 @@ class Session:
         self._user = self.websocket.scope.get("user")
         await self.config.layer.set_user(self.connection, user_of(self.websocket))
 
+    def memberships(self) -> Memberships:
+        """Return the channels the connection joined besides its own (an empty set of them before the first join)."""
+        if self._memberships is None:
+            self._memberships = Memberships(
+                self.websocket,
+                self.connection,
+                self.config.layer,
+                limit=self.owner.max_channels_per_connection,
+                buffer_bytes=self.config.send_queue_bytes,
+            )
+        return self._memberships
+
+    def resumption_for(self, frame: Frame) -> Resumption | None:
+        """Return the catch-up a ``resume`` frame asks of: that of the joined channel it names, else its own.
+
+        Raises:
+            ParseError: The frame names a channel the connection did not join, or one without history.
+        """
+        name = frame.get("channel")
+        if name is None or name == self.channel:
+            return self.resumption
+        resumption = self._memberships.resumption(name) if self._memberships is not None and type(name) is str else None
+        if resumption is None:
+            raise ParseError(error_msg='The "channel" to resume must be one with history the connection is in.')
+        return resumption
+
     async def _leave(self, stack: contextlib.AsyncExitStack, *, joined: bool) -> None:
+        memberships = self._memberships
         try:
-            # Leave the fan-out first, so the leave handlers' broadcasts reach only those who stay.
+            # No more joins; one in progress in another task ends first, so that nothing is left behind.
+            parting = await memberships.close() if memberships is not None else []
+            # Leave the fan-out of every channel first, so the leave handlers' broadcasts reach only those who stay.
             await self.config.layer.discard(self.connection)
+            for membership in parting:
+                await membership.run_leave(self.websocket)
             if joined:
                 await self.owner.events.run_leave(self.websocket, self.channel)
         finally:
@@ -471,21 +494,6 @@ def _uncancel(task: asyncio.Task[Any] | None) -> None:
     """Forget a cancellation this module asked for, so that the task's later awaits run normally."""
     if task is not None and sys.version_info >= (3, 11):
         task.uncancel()
-
-
-async def _run_to_the_end(cleanup: Coroutine[Any, Any, None]) -> None:
-    """Await ``cleanup`` to its end even if this task is cancelled meanwhile; then pass the cancellation on."""
-    task = asyncio.ensure_future(cleanup)
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError as exc:
-            # anyio cancel scopes cancel again at every await until the task leaves them: wait on regardless.
-            cancelled = exc
-    if cancelled is not None:
-        raise cancelled
-    task.result()
 
 
 def session_of(websocket: WebSocket) -> Session | None:

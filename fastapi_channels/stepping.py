@@ -2,16 +2,18 @@
 
 Most writes to a socket and most actions complete without ever waiting. Stepping their coroutine once, by
 hand, finishes them with no task and no trip through the event loop; only one that does have to wait is
-handed on (``resume``) to the task that awaits it.
+handed on (``resume``) to the task that awaits it. Clean-ups that must finish even when their task is
+cancelled run to the end in a task of their own (``run_to_the_end``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import types
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-__all__ = ["resume"]
+__all__ = ["resume", "run_to_the_end"]
 
 
 @types.coroutine
@@ -33,3 +35,18 @@ def resume(coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[An
                 waiting_on = coroutine.send(value)
             except StopIteration as stop:
                 return stop.value
+
+
+async def run_to_the_end(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Await ``cleanup`` to its end even if this task is cancelled meanwhile; then pass the cancellation on."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            # anyio cancel scopes cancel again at every await until the task leaves them: wait on regardless.
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
+    task.result()
