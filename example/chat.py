@@ -38,6 +38,8 @@ __all__ = [
     "SECRET_VARIABLE",
     "Login",
     "ChatRoom",
+    "known_room",
+    "rooms_of",
     "sign",
     "signed_name",
     "add_chat",
@@ -92,11 +94,28 @@ def _user(websocket: WebSocket) -> str:
     return str(websocket.user.display_name)
 
 
+ROOMS_KEY = "demo.rooms"  # the rooms a connection is in, kept in its scope by the join and leave handlers
+
+
+def rooms_of(websocket: WebSocket) -> set[str]:
+    """Return the rooms ``websocket``'s connection is in."""
+    rooms: set[str] = websocket.scope.setdefault(ROOMS_KEY, set())
+    return rooms
+
+
+def known_room(websocket: WebSocket, action: str | None, **context: Any) -> bool:
+    """Let a page subscribe to the chat's rooms only, not to channels of its own making."""
+    return context.get("channel") in ROOMS
+
+
 class ChatRoom(Channel):
     """The chat's rooms: messages, who is here, private messages; only signed-in people come in."""
 
     history_size = HISTORY_SIZE
     permission_classes = [IsAuthenticated]
+    client_subscriptions = True  # pages subscribe to more rooms on their one connection...
+    join_permission = known_room  # ...the chat's own rooms only
+    max_channels_per_connection = len(ROOMS)
 
     async def members(self, room: str) -> list[str]:
         """Return the names of the people in ``room``, each once, in the order they came."""
@@ -107,13 +126,12 @@ class ChatRoom(Channel):
     async def say(
         self,
         websocket: WebSocket,
-        channel: str,
         text: Annotated[str, Field(min_length=1, max_length=500)],
         room: str = LOBBY,
     ) -> dict[str, int]:
         """Send ``text`` to everyone in ``room``, under the name the server knows; return its offset."""
-        if room != channel:
-            raise PermissionDenied(error_msg=f"Join {room!r} before you speak in it.")
+        if room not in rooms_of(websocket):
+            raise PermissionDenied(error_msg=f"Join #{room} before you speak in it.")
         message = {"kind": "message", "user": _user(websocket), "text": text, "at": _now()}
         position = await self.broadcast_to_channel(room, message)
         return {"offset": position.offset if position is not None else 0}
@@ -161,12 +179,15 @@ def add_chat(app: FastAPI) -> ChatRoom:
         notice = {"kind": "presence", "event": event if changed else None, "user": user, "members": names}
         await chat.broadcast_to_channel(channel, {**notice, "at": _now()})
 
+    # Join handlers run for the connection's own room and for each room it subscribes to; leave handlers likewise.
     @chat.on_event("join")
     async def joined(websocket: WebSocket, channel: str) -> None:
+        rooms_of(websocket).add(channel)
         await announce(websocket, channel, "join")
 
     @chat.on_event("leave")
     async def left(websocket: WebSocket, channel: str) -> None:
+        rooms_of(websocket).discard(channel)
         await announce(websocket, channel, "leave")
 
     @app.websocket("/chat")

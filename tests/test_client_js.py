@@ -89,11 +89,11 @@ class ClientPage:
     def wait(self, condition: Callable[[], T], what: str) -> T:
         return WebDriverWait(self.driver, WAIT).until(lambda _: condition(), f"waited {WAIT:.0f} s for {what}")
 
-    def wait_numbers(self, name: str, count: int) -> list[int]:
-        """Wait until client ``name`` handled ``count`` publications; return their numbers in arrival order."""
-        script = "return window.clients[arguments[0]].numbers.length"
-        self.wait(lambda: self.js(script, name) >= count, f"{count} publications")
-        numbers = self.js("return window.clients[arguments[0]].numbers", name)
+    def wait_numbers(self, name: str, count: int, channel: str = "lobby") -> list[int]:
+        """Wait until client ``name`` handled ``count`` publications of ``channel``; return their numbers in order."""
+        script = "return (window.clients[arguments[0]].numbers[arguments[1]] ?? []).length"
+        self.wait(lambda: self.js(script, name, channel) >= count, f"{count} publications of {channel}")
+        numbers = self.js("return window.clients[arguments[0]].numbers[arguments[1]]", name, channel)
         assert isinstance(numbers, list)
         return numbers
 
@@ -301,9 +301,9 @@ def test_client_answers_heartbeat_pings_and_stays_open(open_page: Callable[[], C
 class Publisher:
     """Publish numbered messages through a server, one after the other, from a thread, until stopped."""
 
-    def __init__(self, base_url: str, room: str) -> None:
-        self.url = f"{base_url}/publish/{room}"
-        self.sent: list[int] = []
+    def __init__(self, base_url: str, *rooms: str) -> None:
+        self.urls = [f"{base_url}/publish/{room}" for room in rooms]
+        self.sent: list[int] = []  # each number went to every room
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -313,7 +313,8 @@ class Publisher:
 
     def _next(self) -> None:
         number = len(self.sent) + 1
-        post(f"{self.url}?n={number}")
+        for url in self.urls:
+            post(f"{url}?n={number}")
         self.sent.append(number)
 
     def _run(self) -> None:
@@ -337,14 +338,16 @@ def test_client_server_restarted_resumes_every_publication_in_order_once(
     page = open_page()
     port = free_port()
     with serve(env=redis_env) as publisher_server:
-        room = Publisher(publisher_server.url, "lobby")
+        room = Publisher(publisher_server.url, "lobby", "side")
         first = UvicornProcess(APP, env=redis_env, port=port)
         try:
             first.wait_until_serving()
             page.load(first.url)
+            # The connection's own channel resumes through the URL, the subscribed one through its subscribe frame.
             assert page.connect("follower", "/room/lobby", backoff=FAST_BACKOFF)["ok"] is True
+            assert page.call("follower", "subscribe", "side") == {"ok": True, "value": {"channel": "side"}}
             room.publish(10)
-            assert page.wait_numbers("follower", 10) == list(range(1, 11))
+            assert page.wait_numbers("follower", 10) == page.wait_numbers("follower", 10, "side") == list(range(1, 11))
             with room:  # publishing all along, through the other server
                 page.wait(lambda: len(room.sent) >= 15, "publications while connected")
                 if how == "killed":
@@ -358,10 +361,11 @@ def test_client_server_restarted_resumes_every_publication_in_order_once(
                 first.close()
                 first = UvicornProcess(APP, env=redis_env, port=port)
                 first.wait_until_serving()
-                page.wait(lambda: len(page.details("follower", "resume")) >= 2, "the client to resume")
+                page.wait(lambda: len(page.details("follower", "resume")) >= 4, "the client to resume both rooms")
                 resumed_at = len(room.sent)
                 page.wait(lambda: len(room.sent) >= resumed_at + 10, "publications after the restart")
             numbers = page.wait_numbers("follower", len(room.sent))
+            side = page.wait_numbers("follower", len(room.sent), "side")
             assert page.state("follower") == "open"
             client = "window.clients.follower.client"
             assert page.js(f"return {client}.position('lobby')")["offset"] == len(room.sent)
@@ -369,10 +373,13 @@ def test_client_server_restarted_resumes_every_publication_in_order_once(
             assert f"offset={len(room.sent)}&epoch=" in page.js(f"return {client}.url")
         finally:
             first.close()
-    assert numbers == room.sent == list(range(1, len(room.sent) + 1))
-    resumes = page.details("follower", "resume")
-    assert [resume["recovered"] for resume in resumes] == [False, True]  # a first visit, then all was there
-    assert resumes[1]["epoch"] == resumes[0]["epoch"]
+    assert numbers == side == room.sent == list(range(1, len(room.sent) + 1))
+    for channel in ("lobby", "side"):
+        resumes = [resume for resume in page.details("follower", "resume") if resume["channel"] == channel]
+        assert [resume["recovered"] for resume in resumes] == [False, True]  # a first visit, then all was there
+        assert resumes[1]["epoch"] == resumes[0]["epoch"]
+    joins = [detail["channel"] for detail in page.details("follower", "join")]
+    assert joins == ["side", "side"]  # subscribed again after the restart, by itself
     closes = page.details("follower", "close")
     assert closes[0]["willRetry"] is True and closes[0]["code"] == (1006 if how == "killed" else 1012)
     # Every delay stays within the backoff; after a drain the first one is the delay the server asked for.
@@ -381,3 +388,36 @@ def test_client_server_restarted_resumes_every_publication_in_order_once(
         drained = page.details("follower", "drain")[0]
         assert 200 <= delays[0] == round(drained["reconnectIn"] * 1000) <= 400
     assert all(delay <= FAST_BACKOFF["max"] for delay in delays[1:])
+
+
+def test_client_subscribe_and_unsubscribe_extra_channels_on_one_connection(open_page: Callable[[], ClientPage]) -> None:
+    page = open_page()
+    with serve() as server:
+        page.load(server.url)
+        assert page.connect("reader", "/room/lobby")["ok"] is True
+        assert page.call("reader", "subscribe", "side") == {"ok": True, "value": {"channel": "side"}}
+        page.wait(lambda: [r for r in page.details("reader", "resume") if r["channel"] == "side"], "the side resume")
+        for room, number in (("side", 1), ("lobby", 2), ("side", 3)):
+            post(f"{server.url}/publish/{room}?n={number}")
+        assert page.wait_numbers("reader", 2, "side") == [1, 3]
+        assert page.wait_numbers("reader", 1, "lobby") == [2]
+        assert page.js("return window.clients.reader.client.channels") == ["side"]
+
+        # Subscribing again changes nothing; a refused subscription rejects with the error frame.
+        assert page.call("reader", "subscribe", "side")["ok"] is True
+        refused = page.call("reader", "subscribe", "x" * 300)
+        assert refused["ok"] is False and refused["code"] == 1007 and refused["frame"]["action"] == "subscribe"
+        assert page.js("return window.clients.reader.client.channels") == ["side"]
+        # The connection's own channel cannot be left.
+        own = page.call("reader", "request", "unsubscribe", {"channel": "lobby"})
+        assert own["ok"] is False and own["code"] == 1008
+
+        assert page.call("reader", "unsubscribe", "side") == {"ok": True, "value": {"channel": "side"}}
+        assert page.js("return window.clients.reader.client.channels") == []
+        assert page.js("return window.clients.reader.client.position('side')") is None
+        # Published in this order, the side message would arrive before the lobby one: it never comes.
+        post(f"{server.url}/publish/side?n=4")
+        post(f"{server.url}/publish/lobby?n=5")
+        assert page.wait_numbers("reader", 2, "lobby") == [2, 5]
+        assert page.wait_numbers("reader", 2, "side") == [1, 3]
+        assert [event["type"] for event in page.events("reader", "join", "leave")] == ["join", "leave"]

@@ -32,9 +32,9 @@ window.clients = {};
 window.makeClient = (name, path, options = {}) => {
   const client = new ChannelClient(path, options);
   const events = [];
-  const numbers = []; // the "n" of each publication handled, for tests that count thousands
+  const numbers = {}; // channel -> the "n" of each publication handled, for tests that count thousands
   for (const type of TYPES) client.on(type, (detail) => events.push({ type, detail }));
-  client.on("publication", (detail) => numbers.push(detail.data?.n ?? null));
+  client.on("publication", (detail) => (numbers[detail.channel] ??= []).push(detail.data?.n ?? null));
   window.clients[name] = { client, events, numbers };
   return client;
 };
