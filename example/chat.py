@@ -114,7 +114,7 @@ class ChatRoom(Channel):
     history_size = HISTORY_SIZE
     permission_classes = [IsAuthenticated]
     client_subscriptions = True  # pages subscribe to more rooms on their one connection...
-    join_permission = known_room  # ...the chat's own rooms only
+    join_permission = [known_room]  # ...the chat's own rooms only (a list: a bare function would become a method)
     max_channels_per_connection = len(ROOMS)
 
     async def members(self, room: str) -> list[str]:
@@ -131,7 +131,7 @@ class ChatRoom(Channel):
     ) -> dict[str, int]:
         """Send ``text`` to everyone in ``room``, under the name the server knows; return its offset."""
         if room not in rooms_of(websocket):
-            raise PermissionDenied(error_msg=f"Join #{room} before you speak in it.")
+            raise PermissionDenied(error_msg=f"Join #{room} before you speak in it.", close=False)
         message = {"kind": "message", "user": _user(websocket), "text": text, "at": _now()}
         position = await self.broadcast_to_channel(room, message)
         return {"offset": position.offset if position is not None else 0}
@@ -147,7 +147,7 @@ class ChatRoom(Channel):
         """Send ``text`` to every page of ``to`` and of the sender, and to nobody else."""
         sender = _user(websocket)
         if to not in await self.members(LOBBY):
-            raise NotFound(error_msg=f"{to} is not in the chat right now.")
+            raise NotFound(error_msg=f"{to} is not in the chat right now.", close=False)
         message = {"kind": "private", "from": sender, "to": to, "text": text, "at": _now()}
         for user in dict.fromkeys((to, sender)):
             await send_to_user(user, message)
@@ -157,7 +157,7 @@ class ChatRoom(Channel):
     async def who(self, room: str = LOBBY) -> list[str]:
         """Return the names of the people in ``room``."""
         if room not in ROOMS:
-            raise NotFound(error_msg=f"There is no room {room!r}: the rooms are {', '.join(ROOMS)}.")
+            raise NotFound(error_msg=f"There is no room {room!r}: the rooms are {', '.join(ROOMS)}.", close=False)
         return await self.members(room)
 
 
