@@ -207,7 +207,7 @@ def test_client_logic_in_node_backoff_close_policy_positions_gaps_and_subscripti
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "# fail 0" in result.stdout and "# pass 11" in result.stdout
+    assert "# fail 0" in result.stdout and "# pass 12" in result.stdout
 
 
 def test_client_declarations_name_every_export_of_the_module() -> None:

@@ -109,6 +109,7 @@ export class ChannelClient extends EventTarget {
 
   /** Open the connection (again after `close()`); resolve once it is open, reject if the client gives up. */
   connect() {
+    if (this.#state === "open") return Promise.resolve();
     const opened = new Promise((resolve, reject) => this.#connecting.push({ resolve, reject }));
     if (this.#stopped) {
       this.#stopped = false;

@@ -96,6 +96,9 @@ test("a denial stops the client and rejects connect() and pending requests", asy
   const connected = client.connect();
   latest().open();
   await connected;
+  const sockets = FakeSocket.opened.length;
+  await client.connect(); // open already: resolves at once, opens nothing more
+  assert.equal(FakeSocket.opened.length, sockets);
   const pending = client.request("echo", { text: "hi" });
   latest().receive({ type: "response", status: "bad", action: null, request_id: null, errors: "No.", code: 1008, close: true });
   latest().drop(1008);
@@ -213,4 +216,24 @@ test("a non-recovered resume takes the server's position, and URLs from pages be
   assert.deepEqual(client.position("lobby"), { offset: 3, epoch: "e2" });
   client.close();
   assert.throws(() => new ChannelClient("ftp://example.com/room"), /not ftp:/);
+});
+
+test("broadcasts wrapped for a connection in several channels name their channel; other frames have none", () => {
+  const client = new ChannelClient("ws://server/room");
+  const messages = record(client, "message");
+  client.connect();
+  latest().open();
+  latest().receive({ type: "broadcast", channel: "side", data: { hi: 1 } });
+  latest().receive({ type: "broadcast", channel: "side", text: "plain words" });
+  latest().receive({ kind: "private", text: "psst" });
+  latest().receive("not json");
+  latest().receive("[1, 2]");
+  assert.deepEqual(messages, [
+    { type: "message", data: { hi: 1 }, channel: "side" },
+    { type: "message", text: "plain words", channel: "side" },
+    { type: "message", data: { kind: "private", text: "psst" }, channel: null },
+    { type: "message", text: "not json", channel: null },
+    { type: "message", data: [1, 2], channel: null },
+  ]);
+  client.close();
 });
