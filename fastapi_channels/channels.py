@@ -179,8 +179,8 @@ class BaseChannel:
         self.history_ttl = history_ttl if history_ttl is not None else self.history_ttl
         self.retention = _retention(self.history_size, self.history_ttl)
         """How much history the channel keeps, or None when it keeps none."""
-        if join_permission is not None:
-            self.join_permission = join_permission
+        # Read from the class as it is written there: a plain function would otherwise become a bound method.
+        self.join_permission = join_permission if join_permission is not None else _static(self, "join_permission")
         check_permission_like(self.join_permission)
         self.max_channels_per_connection = check_max_channels(
             max_channels_per_connection if max_channels_per_connection is not None else self.max_channels_per_connection
@@ -503,10 +503,7 @@ class BaseChannel:
     def get_channels(self, websocket: WebSocket) -> list[str]:
         """Return the channels ``websocket``'s connection is in: its own, then those it joined, in join order."""
         session = session_of(websocket)
-        if session is None:
-            return []
-        memberships = session.memberships()
-        return [session.channel, *memberships.names()]
+        return session.channels() if session is not None else []
 
     def subscribe(
         self, pattern: str, *, queue_size: int = DEFAULT_TOPIC_QUEUE_SIZE
@@ -879,6 +876,12 @@ def _endpoint_name(base: str) -> str:
     count = _endpoints_created.get(base, 0)
     _endpoints_created[base] = count + 1
     return base if count == 0 else f"{base}#{count}"
+
+
+def _static(owner: BaseChannel, attribute: str) -> Any:
+    """Return ``owner``'s ``attribute`` as its class (or the object itself) holds it, unbound."""
+    value = inspect.getattr_static(owner, attribute)
+    return value.__func__ if isinstance(value, staticmethod) else value
 
 
 def _check_channel_name(channel: Any) -> str:

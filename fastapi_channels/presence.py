@@ -219,6 +219,10 @@ class Presence:
         """Return how many connections ``channel`` has."""
         return len(self._local.get(channel, ()))
 
+    def held(self) -> int:
+        """Return how many entries (a connection in a channel) this process holds, in every channel."""
+        return sum(len(members) for members in self._local.values())
+
     async def members(self, channel: str) -> list[Member]:
         """Return the connections of ``channel``, oldest first."""
         return sorted(self._local.get(channel, {}).values(), key=lambda member: member.joined_at)
@@ -379,7 +383,7 @@ class RedisPresence(Presence):
                     if lost or self._stale:
                         await self._resync()
                     if lost:
-                        logger.warning("Redis had lost this process's presence; rewrote %d connection(s)", self._size())
+                        logger.warning("Redis had lost this process's presence; rewrote %d connection(s)", self.held())
             except (RedisError, OSError) as exc:
                 if not failing:
                     logger.warning("Cannot renew presence in Redis (%s); retrying", exc)
@@ -388,6 +392,3 @@ class RedisPresence(Presence):
             if failing:
                 logger.warning("Presence in Redis is renewed again")
             failing = False
-
-    def _size(self) -> int:
-        return sum(len(members) for members in self._local.values())

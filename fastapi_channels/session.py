@@ -415,6 +415,11 @@ class Session:
             )
         return self._memberships
 
+    def channels(self) -> list[str]:
+        """Return the channels the connection is in: its own, then those it joined, in join order."""
+        joined = self._memberships.names() if self._memberships is not None else []
+        return [self.channel, *joined]
+
     def resumption_for(self, frame: Frame) -> Resumption | None:
         """Return the catch-up a ``resume`` frame asks of: that of the joined channel it names, else its own.
 
