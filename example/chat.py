@@ -114,7 +114,7 @@ class ChatRoom(Channel):
     history_size = HISTORY_SIZE
     permission_classes = [IsAuthenticated]
     client_subscriptions = True  # pages subscribe to more rooms on their one connection...
-    join_permission = [known_room]  # ...the chat's own rooms only (a list: a bare function would become a method)
+    join_permission = known_room  # ...the chat's own rooms only
     max_channels_per_connection = len(ROOMS)
 
     async def members(self, room: str) -> list[str]:
