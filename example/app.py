@@ -1,4 +1,8 @@
-"""The bundled demo: the seed example's three chat rooms and a page to try them, served by ``uvicorn example.app:app``.
+"""The bundled demo, served by ``uvicorn example.app:app``: a chat at ``/``, the seed example's rooms at ``/explore``.
+
+The chat (``example/chat.py``) is built on the browser client the package serves: sign in with a name, rooms with
+history, who is here, private messages, and a developer panel with every frame. The explorer page tries the seed
+example's three rooms action by action.
 
 ``FASTAPI_CHANNELS_URL`` picks the backend: ``memory://`` (the default: one process, no Redis needed) or a
 ``redis://`` URL, which then carries both the broadcasts and the rate limits.
@@ -22,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field, ValidationError
 
+from example.chat import LOBBY, ROOMS, SESSION_COOKIE, add_chat, signed_name
 from example.path import StaticPath, TemplatePath
 from fastapi_channels import add_channel
 from fastapi_channels.channels import BaseChannel, Channel
@@ -248,9 +253,18 @@ def create_app(url: str | None = None, *, namespace: str | None = None) -> FastA
     async def describe_all() -> dict[str, dict[str, Any]]:
         return {type(room.channel).__name__: await room.describe() for room in rooms.values()}
 
+    add_chat(app)
+
     @app.get("/", response_class=HTMLResponse)
-    async def homepage(request: Request) -> HTMLResponse:
-        context = {"channels": await describe_all(), "backend": backend}
+    async def chat_page(request: Request) -> HTMLResponse:
+        token = request.cookies.get(SESSION_COOKIE)
+        user = signed_name(token) if token else None
+        context = {"user": user, "rooms": ROOMS, "lobby": LOBBY, "backend": backend}
+        return templates.TemplateResponse(request, "chat.html", context)
+
+    @app.get("/explore", response_class=HTMLResponse)
+    async def explorer(request: Request) -> HTMLResponse:
+        context = {"channels": await describe_all(), "backend": backend, "chat_url": "/"}
         return templates.TemplateResponse(request, "index.html", context)
 
     @app.get("/channels")

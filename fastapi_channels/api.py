@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from fastapi_channels.asyncapi_page import add_asyncapi_routes
+from fastapi_channels.browser import add_client_routes, types_url_for
 from fastapi_channels.config import DRAIN_REASON, STATE_KEY, FastAPIChannel, get_channel_config
 from fastapi_channels.exceptions import WebSocketException
 from fastapi_channels.handlers import websocket_exception_handler
@@ -56,6 +57,7 @@ def add_channel(
     max_lifetime: float | None = None,
     asyncapi_url: str | None = "/asyncapi.json",
     asyncapi_docs_url: str | None = "/asyncapi",
+    client_url: str | None = "/fastapi-channels/channels.js",
 ) -> FastAPI:
     """Give ``app`` channels: a broadcaster (memory:// by default), a rate limiter and error handling.
 
@@ -93,12 +95,16 @@ def add_channel(
             (for example to pick up new credentials or spread over new servers); None: never.
         asyncapi_url: Where the app's AsyncAPI 3.0 document is served as JSON; None: not served.
         asyncapi_docs_url: Where the page that shows the document to people is served; None: not served.
+        client_url: Where the browser client, an ES module, is served (its TypeScript declarations next to it,
+            ending in ``.d.ts`` instead of ``.js``); None: not served.
     """
     if not isinstance(app, FastAPI):
         raise TypeError(f"add_channel() takes a FastAPI app, not {type(app).__name__}.")
     for label, path in (("asyncapi_url", asyncapi_url), ("asyncapi_docs_url", asyncapi_docs_url)):
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise ValueError(f"{label} must be a path starting with '/', or None to serve nothing, not {path!r}.")
+    if client_url is not None:
+        types_url_for(client_url)  # a bad path raises before the app is changed
     if asyncapi_url is not None and asyncapi_url == asyncapi_docs_url:
         raise ValueError(f"asyncapi_url and asyncapi_docs_url are both {asyncapi_url!r}: give the page another path.")
     config = FastAPIChannel(
@@ -135,6 +141,8 @@ def add_channel(
     if add_exception_handlers:
         app.add_exception_handler(WebSocketException, websocket_exception_handler)  # type: ignore[arg-type]
     add_asyncapi_routes(app, url=asyncapi_url, docs_url=asyncapi_docs_url)
+    if client_url is not None:
+        add_client_routes(app, client_url)
     return app
 
 

@@ -140,8 +140,10 @@ def channel_name() -> str:
 class UvicornProcess:
     """A real uvicorn process serving ``module:attribute`` on a free port; its output goes to a file."""
 
-    def __init__(self, app: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
-        self.port = free_port()
+    def __init__(
+        self, app: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()  # a given port: a server restarted where its clients reconnect
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: a pipe nobody reads would block a chatty server.
         self._log = tempfile.TemporaryFile()

@@ -161,10 +161,10 @@ def demo_rooms(app: FastAPI) -> dict[str, BaseChannel]:
     return {room.path: room.channel for room in app.state.demo_rooms.values()}
 
 
-def test_demo_homepage_lists_every_channel_with_its_actions_from_the_channel_objects() -> None:
+def test_demo_explorer_lists_every_channel_with_its_actions_from_the_channel_objects() -> None:
     app = create_app("memory://")
     with TestClient(app) as client:
-        response = client.get("/")
+        response = client.get("/explore")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = parse_page(response.text)
@@ -188,7 +188,7 @@ def test_demo_homepage_lists_every_channel_with_its_actions_from_the_channel_obj
     assert page.listed["/group"]["actions"] == ["message", "error_true", "error_false", "close", "shout"]
 
 
-def test_demo_homepage_action_registered_later_is_listed() -> None:
+def test_demo_explorer_action_registered_later_is_listed() -> None:
     app = create_app("memory://")
     group = demo_rooms(app)["/group"]
     assert isinstance(group, Channel)
@@ -198,15 +198,15 @@ def test_demo_homepage_action_registered_later_is_listed() -> None:
         await group.broadcast_to_channel(channel, data)
 
     with TestClient(app) as client:
-        page = parse_page(client.get("/").text)
+        page = parse_page(client.get("/explore").text)
         listed = client.get("/channels").json()["channels"]
     assert page.listed["/group"]["actions"][-1] == "wave"
     assert listed["GroupRoom"]["action"] == group.actions
 
 
-def test_demo_homepage_assets_are_local_and_served() -> None:
+def test_demo_explorer_assets_are_local_and_served() -> None:
     with TestClient(create_app("memory://")) as client:
-        page = parse_page(client.get("/").text)
+        page = parse_page(client.get("/explore").text)
         assert sorted(page.assets) == ["/static/app.css", "/static/app.js"]
         script = client.get("/static/app.js")
         style = client.get("/static/app.css")
@@ -617,7 +617,7 @@ def fetch(url: str) -> tuple[int, str, str]:
 
 async def test_demo_under_uvicorn_serves_page_assets_and_rooms() -> None:
     with run_uvicorn("example.app:app", env={URL_VARIABLE: "memory://"}) as base_url:
-        status, content_type, html = fetch(base_url + "/")
+        status, content_type, html = fetch(base_url + "/explore")
         assert status == 200 and content_type.startswith("text/html")
         page = parse_page(html)
         assert set(page.listed) == {"/base", "/person", "/group"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -19,12 +20,13 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from example.app import JOIN_NOTICE, LEAVE_NOTICE, URL_VARIABLE
+from example.app import JOIN_NOTICE, LEAVE_NOTICE, NAMESPACE_VARIABLE, URL_VARIABLE
 from fastapi_channels.exceptions import PermissionDenied
-from tests.conftest import ROOT, run_uvicorn
+from tests.conftest import ROOT, UvicornProcess, free_port, run_uvicorn
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -83,7 +85,7 @@ class DemoPage:
 
     def join(self, base_url: str, room: str = "/group") -> None:
         """Load the page, fill in the name, pick ``room`` and connect."""
-        self.driver.get(base_url + "/")
+        self.driver.get(base_url + "/explore")
         self.element("#user").send_keys(self.name)
         Select(self.element("#room")).select_by_value(room)
         self.element("#connect-button").click()
@@ -152,7 +154,7 @@ def open_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Calla
             page.quit()
 
 
-def test_demo_page_two_browsers_chat_see_own_errors_and_leave_notice(
+def test_demo_explorer_two_browsers_chat_see_own_errors_and_leave_notice(
     demo_url: str, open_page: Callable[..., DemoPage]
 ) -> None:
     alice = open_page("alice")
@@ -216,9 +218,9 @@ def test_demo_page_two_browsers_chat_see_own_errors_and_leave_notice(
     alice.screenshot("alice-after-bob-left")
 
 
-def test_demo_page_phone_width_no_horizontal_overflow(demo_url: str, open_page: Callable[..., DemoPage]) -> None:
+def test_demo_explorer_phone_width_no_horizontal_overflow(demo_url: str, open_page: Callable[..., DemoPage]) -> None:
     phone = open_page("phone", width=375, height=800)
-    phone.driver.get(demo_url + "/")
+    phone.driver.get(demo_url + "/explore")
     width = phone.driver.execute_script("return window.innerWidth")
     assert isinstance(width, int) and width <= 375
 
@@ -250,7 +252,7 @@ def test_demo_page_phone_width_no_horizontal_overflow(demo_url: str, open_page: 
     phone.screenshot("phone")
 
 
-def test_demo_page_server_gone_shows_drop_and_retries(open_page: Callable[..., DemoPage]) -> None:
+def test_demo_explorer_server_gone_shows_drop_and_retries(open_page: Callable[..., DemoPage]) -> None:
     page = open_page("dropped")
     with run_uvicorn("example.app:app", env={URL_VARIABLE: "memory://"}) as base_url:
         page.join(base_url)
@@ -269,3 +271,185 @@ def test_demo_page_server_gone_shows_drop_and_retries(open_page: Callable[..., D
     page.screenshot("server-gone")
     page.element("#stop-retry-button").click()
     assert banner.text.startswith("Stopped reconnecting") and page.element("#reconnect-button").is_displayed()
+
+
+# -- the chat, built on the browser client ---------------------------------------------------------------
+
+
+class ChatPage:
+    """One person in the chat, in a Chromium session of their own."""
+
+    def __init__(self, page: DemoPage) -> None:
+        self.page = page
+        self.driver = page.driver
+        self.name = page.name
+
+    def sign_in(self, base_url: str) -> None:
+        """Load the chat, sign in under the session's name and wait until the connection is open."""
+        self.driver.get(base_url + "/")
+        self.type_name(self.name)
+        self.page.wait(lambda _: self.state() == "open", "the chat to connect")
+        assert self.page.element("#signed-in-as").text == self.name
+
+    def type_name(self, name: str) -> None:
+        field = self.page.element("#signin-name")
+        field.clear()
+        field.send_keys(name)
+        self.page.element("#signin-button").click()
+
+    def state(self) -> str:
+        # Read by script: right after signing in the page reloads, and an element found before would be stale.
+        return str(self.driver.execute_script("return document.body?.dataset.state ?? ''"))
+
+    def members(self) -> list[str]:
+        # Read in one script: the page re-renders its lists, which would leave Selenium holding stale elements.
+        script = "return [...document.querySelectorAll('#members li')].map((li) => li.dataset.user)"
+        return list(self.driver.execute_script(script))
+
+    def wait_members(self, names: list[str]) -> None:
+        self.page.wait(lambda _: self.members() == names, f"the members {names} (now {self.members()})")
+
+    def messages(self, kind: str = "message") -> list[tuple[str, str]]:
+        """The (user, text) of the messages shown in the open room, oldest first."""
+        script = (
+            "return [...document.querySelectorAll(`#messages .msg[data-kind='${arguments[0]}']`)]"
+            ".map((li) => [li.dataset.user, li.querySelector('.msg-text').textContent])"
+        )
+        return [(user, text) for user, text in self.driver.execute_script(script, kind)]
+
+    def wait_messages(self, expected: list[tuple[str, str]], kind: str = "message") -> None:
+        self.page.wait(lambda _: self.messages(kind)[-len(expected) :] == expected, f"the messages {expected}")
+
+    def say(self, text: str, to: str | None = None) -> None:
+        Select(self.page.element("#recipient")).select_by_value(to or "")
+        self.page.element("#message-input").send_keys(text, Keys.ENTER)
+
+    def open_room(self, room: str) -> None:
+        self.page.element(f"#rooms button[data-room='{room}']").click()
+        self.page.wait(lambda _: f"{room.lstrip('@')}" in self.page.element("#room-title").text, f"the room {room}")
+
+    def unread(self, room: str) -> str:
+        badge = self.page.element(f"#rooms button[data-room='{room}'] .unread")
+        return badge.text if badge.is_displayed() else ""
+
+    def devlog(self, direction: str, kind: str) -> list[str]:
+        script = (
+            "const [direction, kind] = arguments;"
+            "return [...document.querySelectorAll(`#devlog .frame[data-dir='${direction}'][data-kind='${kind}']`)]"
+            ".map((li) => li.querySelector('code').textContent)"
+        )
+        return list(self.driver.execute_script(script, direction, kind))
+
+    def banner(self) -> str:
+        banner = self.page.element("#banner")
+        return banner.text if banner.is_displayed() else ""
+
+
+def test_chat_two_people_talk_whisper_join_a_room_and_see_its_history(
+    demo_url: str, open_page: Callable[..., DemoPage]
+) -> None:
+    alice, bob, carol = (ChatPage(open_page(name)) for name in ("alice", "bob", "carol"))
+    alice.driver.get(demo_url + "/")
+    alice.type_name("<alice>")  # not a name: the page says why and stays on the form
+    problem = alice.page.wait(lambda _: alice.page.element("#signin-error").text, "the sign-in error")
+    assert "letters, digits" in problem
+    alice.type_name("alice")
+    alice.page.wait(lambda _: alice.state() == "open", "the chat to connect")
+    bob.sign_in(demo_url)
+    alice.wait_members(["alice", "bob"])
+    bob.wait_members(["alice", "bob"])
+    assert ("", "bob joined") not in alice.messages()  # join notices are notices, not messages
+    alice.page.wait(lambda _: "bob joined" in alice.page.element("#messages").text, "bob's join notice")
+
+    alice.say("hello bob")
+    bob.wait_messages([("alice", "hello bob")])
+    bob.say("hi alice")
+    alice.wait_messages([("alice", "hello bob"), ("bob", "hi alice")])
+    assert bob.messages() == alice.messages()
+
+    # Bob opens a room alice is not in and talks there; alice's lobby never shows it.
+    bob.open_room("random")
+    bob.say("anyone in random?")
+    bob.wait_messages([("bob", "anyone in random?")])
+    # Alice joins later: the room's history is there for her.
+    alice.open_room("random")
+    alice.wait_messages([("bob", "anyone in random?")])
+    bob.page.wait(lambda _: bob.members() == ["bob", "alice"], "alice in random's member list")
+
+    # A private message reaches bob, and alice's own pages, and nobody else.
+    carol.sign_in(demo_url)
+    alice.wait_members(["bob", "alice"])  # the member list of the room alice has open
+    alice.say("meet me in help", to="bob")
+    bob.page.wait(lambda _: bob.unread("@private") == "1", "bob's private badge")
+    bob.open_room("@private")
+    bob.wait_messages([("alice", "meet me in help")], kind="private")
+    alice.open_room("@private")
+    alice.wait_messages([("alice", "meet me in help")], kind="private")
+    carol.open_room("@private")
+    carol.say("hello everyone")  # in the lobby: whatever carol receives from now on comes after the whisper
+    alice.open_room("lobby")
+    alice.wait_messages([("carol", "hello everyone")])
+    assert carol.messages("private") == [] and carol.unread("@private") == ""
+
+    # The developer panel shows the frames both ways, and the error frame of a refused request.
+    assert any('"action":"whisper"' in text for text in alice.devlog("out", "whisper"))
+    assert any('"kind":"private"' in text for text in bob.devlog("in", "private"))
+    Select(alice.page.element("#recipient")).select_by_value("")  # the recipient stays until changed: back to all
+    for number in range(10):  # 10 messages per 10 s: the eleventh is refused
+        alice.page.element("#message-input").send_keys(f"burst {number}", Keys.ENTER)
+        alice.page.wait(lambda _: alice.page.element("#message-input").get_attribute("value") == "", "the send")
+    alice.page.element("#message-input").send_keys("one too many", Keys.ENTER)
+    error = alice.page.wait(lambda _: alice.page.element("#composer-error").text, "the rate-limit error")
+    assert "retry in" in error
+    assert alice.page.element("#message-input").get_attribute("value") == "one too many"  # kept, to send again
+    alice.page.screenshot("chat-alice")
+    bob.page.screenshot("chat-bob")
+
+    # Leaving: bob's last page goes, and the others' member lists follow.
+    bob.page.quit()
+    alice.wait_members(["alice", "carol"])
+    assert alice.state() == "open"
+
+
+def test_chat_server_restart_caught_up_by_the_page(open_page: Callable[..., DemoPage], redis_url: str) -> None:
+    env = {URL_VARIABLE: redis_url, NAMESPACE_VARIABLE: f"test-chat-{uuid.uuid4().hex}"}
+    alice, bob = ChatPage(open_page("alice")), ChatPage(open_page("bob"))
+    port = free_port()
+    with run_uvicorn("example.app:app", env=env) as other_url:
+        first = UvicornProcess("example.app:app", env=env, port=port)
+        try:
+            first.wait_until_serving()
+            alice.sign_in(first.url)
+            bob.sign_in(other_url)  # the other server: it goes on while alice's restarts
+            alice.wait_members(["alice", "bob"])
+            bob.say("before the restart")
+            alice.wait_messages([("bob", "before the restart")])
+            first.kill()
+            alice.page.wait(lambda _: "reconnecting" in alice.banner(), "the page to say it reconnects")
+            for number in range(3):
+                bob.say(f"while you were away {number}")
+            bob.wait_messages([("bob", f"while you were away {number}") for number in range(3)])
+            first.close()
+            first = UvicornProcess("example.app:app", env=env, port=port)
+            first.wait_until_serving()
+            expected = [("bob", "before the restart")] + [("bob", f"while you were away {n}") for n in range(3)]
+            alice.wait_messages(expected)
+            alice.page.wait(lambda _: "up to date" in alice.banner(), "the page to say it caught up")
+            assert alice.messages() == expected  # each once, in order
+            assert alice.state() == "open"
+            alice.say("back")
+            bob.wait_messages([("alice", "back")])
+            assert any("close code 1006" in text for text in alice.devlog("event", "close"))
+            alice.page.screenshot("chat-restarted")
+        finally:
+            first.close()
+
+
+def test_chat_phone_width_no_horizontal_overflow(demo_url: str, open_page: Callable[..., DemoPage]) -> None:
+    phone = ChatPage(open_page("phone", width=375, height=800))
+    phone.sign_in(demo_url)
+    phone.say("a-very-long-word-without-any-space-" * 4)
+    phone.page.wait(lambda _: phone.messages(), "the message")
+    sizes = phone.driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert sizes[0] <= sizes[1], f"the chat is {sizes[0]} px wide in a {sizes[1]} px window"
+    phone.page.screenshot("chat-phone")
