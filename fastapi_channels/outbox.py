@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import sys
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,7 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fastapi_channels.identity import user_of
 from fastapi_channels.metrics import ChannelMetrics, utf8_size
-from fastapi_channels.stepping import resume
+from fastapi_channels.stepping import resume, within
 
 __all__ = [
     "Connection",
@@ -356,7 +355,7 @@ class Connection:
     async def _write_queued(self, first: _Item, pending: Awaitable[None], first_written: asyncio.Future[None]) -> None:
         item = first
         try:
-            await _within(self.write_timeout, pending)
+            await within(self.write_timeout, pending)
             self._written(item)
             first_written.set_result(None)
             while self._queue and not self.closed:
@@ -365,7 +364,7 @@ class Connection:
                 self._queued_bytes -= size
                 self.metrics.queue_bytes -= size
                 self._wake_drained()
-                await _within(self.write_timeout, self._send(item))
+                await within(self.write_timeout, self._send(item))
                 self._written(item)
         except asyncio.CancelledError:
             raise
@@ -420,7 +419,7 @@ class Connection:
                     await writer
             if self.websocket.application_state == WebSocketState.CONNECTED:
                 try:
-                    await _within(CLOSE_TIMEOUT, self.websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason))
+                    await within(CLOSE_TIMEOUT, self.websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason))
                 except Exception:
                     self._abort()  # the client does not even take its close frame
         finally:
@@ -472,15 +471,3 @@ def _encoding(
 
 async def _unsendable(exc: Exception) -> None:
     raise ValueError("The frame could not be encoded in the connection's codec.") from exc
-
-
-async def _within(seconds: float, awaitable: Awaitable[None]) -> None:
-    """Await ``awaitable``, raising ``TimeoutError`` after ``seconds``."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            await awaitable
-    else:  # pragma: no cover - Python 3.10
-        try:
-            await asyncio.wait_for(awaitable, seconds)
-        except asyncio.TimeoutError:
-            raise TimeoutError from None

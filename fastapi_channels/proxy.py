@@ -25,8 +25,7 @@ import asyncio
 import contextlib
 import logging
 import re
-import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +33,8 @@ from urllib.parse import quote
 from starlette import status
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from fastapi_channels.stepping import within
 
 try:
     from websockets.asyncio.client import ClientConnection, connect
@@ -251,7 +252,7 @@ async def _client_to_upstream(websocket: WebSocket, upstream: ClientConnection, 
             if message["type"] == "websocket.disconnect":
                 return _Ending(upstream=_for_upstream(message.get("code", 1000), message.get("reason") or ""))
             text = message.get("text")
-            await _within(write_timeout, upstream.send(text if text is not None else message.get("bytes") or b""))
+            await within(write_timeout, upstream.send(text if text is not None else message.get("bytes") or b""))
     except ConnectionClosed as closed:
         return _Ending(client=_for_client(closed))
     except TimeoutError:
@@ -271,7 +272,7 @@ async def _upstream_to_client(upstream: ClientConnection, websocket: WebSocket, 
                 sending = websocket.send({"type": "websocket.send", "text": data})
             else:
                 sending = websocket.send({"type": "websocket.send", "bytes": data})
-            await _within(write_timeout, sending)
+            await within(write_timeout, sending)
     except ConnectionClosed as closed:
         return _Ending(client=_for_client(closed))
     except TimeoutError:  # before OSError, of which it is a subclass
@@ -338,7 +339,7 @@ async def _close_upstream(upstream: ClientConnection, code: int, reason: str, *,
 
     discarding = asyncio.ensure_future(discard())
     try:
-        await _within(timeout, upstream.close(code, reason))
+        await within(timeout, upstream.close(code, reason))
     except TimeoutError:
         upstream.transport.abort()  # the upstream does not even read its close frame
     finally:
@@ -349,7 +350,7 @@ async def _close_client(websocket: WebSocket, code: int, reason: str) -> None:
     """Close the client's websocket, unless it is gone; give up on one that does not take the close frame."""
     # RuntimeError: Starlette's answer to a close of a websocket that is already closed.
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
-        await _within(1.0, websocket.close(code, reason))
+        await within(1.0, websocket.close(code, reason))
 
 
 async def _refuse(websocket: WebSocket, status_code: int, detail: str) -> None:
@@ -376,17 +377,3 @@ def _check_url(url: str) -> str:
     except InvalidURI as exc:
         raise ValueError(f"The upstream must be a ws:// or wss:// URL: {exc}") from None
     return url
-
-
-async def _within(seconds: float | None, awaitable: Awaitable[None]) -> None:
-    """Await ``awaitable``, raising ``TimeoutError`` after ``seconds`` (None: no limit)."""
-    if seconds is None:
-        await awaitable
-    elif sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            await awaitable
-    else:  # pragma: no cover - Python 3.10
-        try:
-            await asyncio.wait_for(awaitable, seconds)
-        except asyncio.TimeoutError:
-            raise TimeoutError from None

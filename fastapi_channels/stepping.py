@@ -3,17 +3,18 @@
 Most writes to a socket and most actions complete without ever waiting. Stepping their coroutine once, by
 hand, finishes them with no task and no trip through the event loop; only one that does have to wait is
 handed on (``resume``) to the task that awaits it. Clean-ups that must finish even when their task is
-cancelled run to the end in a task of their own (``run_to_the_end``).
+cancelled run to the end in a task of their own (``run_to_the_end``); waits with a deadline use ``within``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["resume", "run_to_the_end"]
+__all__ = ["resume", "run_to_the_end", "within"]
 
 
 @types.coroutine
@@ -50,3 +51,17 @@ async def run_to_the_end(cleanup: Coroutine[Any, Any, None]) -> None:
     if cancelled is not None:
         raise cancelled
     task.result()
+
+
+async def within(seconds: float | None, awaitable: Awaitable[Any]) -> None:
+    """Await ``awaitable``, raising ``TimeoutError`` after ``seconds`` (None: no limit)."""
+    if seconds is None:
+        await awaitable
+    elif sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            await awaitable
+    else:  # pragma: no cover - Python 3.10
+        try:
+            await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:
+            raise TimeoutError from None
