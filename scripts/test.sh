@@ -23,6 +23,10 @@ need_packages() {
 if ! command -v redis-server >/dev/null; then
     need_packages redis-server
 fi
+# The browser client's pure logic is unit-tested with Node.js's own test runner.
+if ! command -v node >/dev/null; then
+    need_packages nodejs
+fi
 # The demo page is tested in Debian's headless Chromium, driven through its ChromeDriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     need_packages chromium chromium-driver
