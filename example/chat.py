@@ -16,11 +16,12 @@ import hmac
 import os
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
 from pydantic import BaseModel, Field
 from starlette.middleware.authentication import AuthenticationMiddleware
+from typing_extensions import TypedDict
 
 from fastapi_channels import send_to_user
 from fastapi_channels.auth import TokenAuthentication, from_cookie
@@ -108,6 +109,29 @@ def known_room(websocket: WebSocket, action: str | None, **context: Any) -> bool
     return context.get("channel") in ROOMS
 
 
+class Said(TypedDict):
+    """A message someone said in a room (in a publication frame: the rooms keep history)."""
+
+    kind: Literal["message"]
+    user: str
+    text: str
+    at: str
+
+
+class Presence(TypedDict):
+    """Who is in a room now; ``event`` says who came or went, None when only a second page did."""
+
+    kind: Literal["presence"]
+    event: Literal["join", "leave"] | None
+    user: str
+    members: list[str]
+    at: str
+
+
+# A private message, sent to every page of its receiver and of its sender ("from" is a keyword: the call form).
+Private = TypedDict("Private", {"kind": Literal["private"], "from": str, "to": str, "text": str, "at": str})
+
+
 class ChatRoom(Channel):
     """The chat's rooms: messages, who is here, private messages; only signed-in people come in."""
 
@@ -116,6 +140,7 @@ class ChatRoom(Channel):
     client_subscriptions = True  # pages subscribe to more rooms on their one connection...
     join_permission = known_room  # ...the chat's own rooms only
     max_channels_per_connection = len(ROOMS)
+    sends = {"message": Said, "presence": Presence, "private": Private}  # for the AsyncAPI page
 
     async def members(self, room: str) -> list[str]:
         """Return the names of the people in ``room``, each once, in the order they came."""
@@ -191,6 +216,7 @@ def add_chat(app: FastAPI) -> ChatRoom:
         await announce(websocket, channel, "leave")
 
     @app.websocket("/chat")
+    @chat.serves
     async def chat_endpoint(websocket: WebSocket) -> None:
         await chat.connect(websocket, channel=LOBBY)
 

@@ -371,7 +371,8 @@ def test_asyncapi_document_of_the_demo_is_valid_and_names_every_action() -> None
     document = asyncapi_document(app)
     assert_valid(document)
     rooms = app.state.demo_rooms
-    assert [channel["address"] for channel in document["channels"].values()] == [room.path for room in rooms.values()]
+    addresses = [channel["address"] for channel in document["channels"].values()]
+    assert addresses == [*(room.path for room in rooms.values()), "/chat"]
     for key, room in rooms.items():
         operations = document["operations"].values()
         named = {op.get("title") for op in operations if op["channel"]["$ref"] == f"#/channels/chatroom_ws_{key}"}
@@ -379,6 +380,11 @@ def test_asyncapi_document_of_the_demo_is_valid_and_names_every_action() -> None
         assert len(room.channel.actions) == len({name for name in named if name in room.channel.actions})
     group = document["channels"]["chatroom_ws_group"]["messages"]
     assert group["sends.joined"]["payload"]["const"] == "Join successfully"
+    # The chat: its actions, the frames it sends, and subscriptions to more rooms on one connection.
+    chat = document["channels"]["chat_endpoint"]
+    assert {"action.say", "action.whisper", "action.who", "action.subscribe", "publication"} <= set(chat["messages"])
+    assert chat["messages"]["sends.private"]["payload"] == {"$ref": "#/components/schemas/Private"}
+    assert document["components"]["schemas"]["Private"]["required"] == ["kind", "from", "to", "text", "at"]
 
 
 # Samples that show a mistake: they raise as they are loaded.
