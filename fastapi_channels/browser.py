@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from fastapi_channels.asyncapi_page import _YieldingRoute
 
-__all__ = ["CLIENT_FILES", "add_client_routes", "client_source", "types_url_for"]
+__all__ = ["CLIENT_FILES", "add_client_routes", "client_etag", "client_source", "types_url_for"]
 
 CLIENT_FILES = {"channels.js": "text/javascript; charset=utf-8", "channels.d.ts": "text/plain; charset=utf-8"}
 """The files of the browser client in ``fastapi_channels/static/``, with the media type each is served as."""
@@ -30,6 +30,12 @@ def client_source(name: str = "channels.js") -> bytes:
     if name not in CLIENT_FILES:
         raise ValueError(f"The browser client has no file {name!r}: ask for one of {sorted(CLIENT_FILES)}.")
     return (importlib.resources.files("fastapi_channels") / "static" / name).read_bytes()
+
+
+@functools.cache
+def client_etag(name: str = "channels.js") -> str:
+    """Return the ETag one file of the browser client is served with: a digest of its content, worked out once."""
+    return f'"{hashlib.sha256(client_source(name)).hexdigest()[:32]}"'
 
 
 def types_url_for(url: str) -> str:
@@ -62,12 +68,11 @@ def add_client_routes(app: Starlette, url: str) -> None:
 
 def _file_endpoint(name: str, extra_headers: dict[str, str]) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
-        content = client_source(name)
-        etag = f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+        etag = client_etag(name)
         # no-cache: the browser may keep a copy, but asks whether it is still current (a 304 when it is).
         headers = {"ETag": etag, "Cache-Control": "no-cache", **extra_headers}
         if etag in (tag.strip() for tag in request.headers.get("if-none-match", "").split(",")):
             return Response(status_code=304, headers=headers)
-        return Response(content, media_type=CLIENT_FILES[name], headers=headers)
+        return Response(client_source(name), media_type=CLIENT_FILES[name], headers=headers)
 
     return serve

@@ -13,7 +13,9 @@ that cannot finish within ``write_timeout`` (a client that stopped reading) cuts
 to send close 1013 for a second, then aborts the TCP connection, so a stuck client holds nothing for long.
 
 Frames are JSON text. A connection whose codec sends something else (``encode_frame``) converts each frame as
-it is written; one that cannot be converted is dropped and logged, like any frame that cannot be sent.
+it is written. A frame that cannot be converted or written (a bug in what was sent) is logged and skipped, written
+at once or queued alike: the frames behind it still go out, and a reply waiting on it is released. Only a client
+that has gone ends the writing.
 """
 
 from __future__ import annotations
@@ -353,27 +355,35 @@ class Connection:
         return written
 
     async def _write_queued(self, first: _Item, pending: Awaitable[None], first_written: asyncio.Future[None]) -> None:
-        item = first
+        item, writing = first, pending
         try:
-            await within(self.write_timeout, pending)
-            self._written(item)
-            first_written.set_result(None)
-            while self._queue and not self.closed:
+            while True:
+                try:
+                    await within(self.write_timeout, writing)
+                except TimeoutError:
+                    raise
+                except Exception as exc:
+                    # One frame that cannot be sent is logged and skipped, and the frames behind it still go out;
+                    # a client that has gone closes the outbox, which ends the loop.
+                    self._failed(item, exc)
+                else:
+                    self._written(item)
+                if not first_written.done():
+                    first_written.set_result(None)
+                if not self._queue or self.closed:
+                    break
                 item = self._queue.popleft()
                 size = _size(item)
                 self._queued_bytes -= size
                 self.metrics.queue_bytes -= size
                 self._wake_drained()
-                await within(self.write_timeout, self._send(item))
-                self._written(item)
+                writing = self._send(item)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
             if self._writer is asyncio.current_task():
                 self._writer = None
             self.cut(STUCK_CLIENT_REASON)
-        except Exception as exc:
-            self._failed(item, exc)
         finally:
             if not first_written.done():
                 first_written.set_result(None)

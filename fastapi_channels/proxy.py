@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - the test suite runs with websoc
         "fastapi_channels.proxy needs the websockets library, 13 or later: pip install 'fastapi-channels[proxy]'"
     ) from exc
 
-__all__ = ["WebSocketProxy", "DEFAULT_FORWARDED_HEADERS", "HOP_BY_HOP_HEADERS"]
+__all__ = ["WebSocketProxy", "quote_path", "DEFAULT_FORWARDED_HEADERS", "HOP_BY_HOP_HEADERS"]
 
 logger = logging.getLogger("fastapi_channels.proxy")
 
@@ -59,8 +59,11 @@ HOP_BY_HOP_HEADERS = frozenset(
 """Headers that belong to one connection and are never passed on (nor any ``sec-websocket-*`` header)."""
 
 _X_FORWARDED = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
-# What a URL may hold as it is; anything else (a space or a "#" from a decoded path parameter...) is escaped.
+# What the URL an upstream function returns keeps as it is: its delimiters and its escapes, so that a URL built
+# right is not escaped twice. Anything else (a space, a "#", a non-ASCII letter) is escaped. A decoded path
+# parameter's "/", "?" and "%" are therefore kept, with their meaning in a URL: quote_path escapes those.
 _URL_CHARACTERS = "!$&'()*+,;=:@/?[]%"
+_DOT_SEGMENT = "The path may not have a '.' or '..' segment."
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # RFC 9110: what a subprotocol name may be
 _MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, two of them the code
 # The options of websockets' connect() that the proxy sets itself, and where to set them instead.
@@ -139,7 +142,9 @@ class WebSocketProxy:
 
     async def __call__(self, websocket: WebSocket) -> None:
         """Relay ``websocket`` to the upstream until either side closes, then close the other."""
-        url = self.upstream_url(websocket)
+        url = await self._upstream_url(websocket)
+        if url is None:
+            return
         upstream = await self._open(websocket, url)
         if upstream is None:
             return
@@ -164,6 +169,14 @@ class WebSocketProxy:
 
     # Older FastAPI releases read an endpoint object's annotations without resolving them: give them the classes.
     __call__.__annotations__ = {"websocket": WebSocket, "return": None}
+
+    async def _upstream_url(self, websocket: WebSocket) -> str | None:
+        """Return the upstream URL for ``websocket``; refuse the client (400) when ``quote_path`` refused its path."""
+        try:
+            return self.upstream_url(websocket)
+        except _DotSegment:
+            await _refuse(websocket, 400, _DOT_SEGMENT)
+            return None
 
     def upstream_url(self, websocket: WebSocket) -> str:
         """Return the URL to connect ``websocket`` to: the upstream's, with the client's query string."""
@@ -368,6 +381,26 @@ async def _refuse(websocket: WebSocket, status_code: int, detail: str) -> None:
 def _without_query(url: str) -> str:
     """Return ``url`` without its query string, which may hold a token, for the logs."""
     return url.split("?", 1)[0]
+
+
+class _DotSegment(ValueError):
+    """A path given to ``quote_path`` has a ``.`` or ``..`` segment."""
+
+
+def quote_path(path: str) -> str:
+    """Escape a decoded path parameter for the path of an upstream URL: each ``/``-separated segment whole.
+
+    Every character but letters, digits and ``-._~`` is escaped: ``lobby?admin=1`` stays one segment
+    (``lobby%3Fadmin%3D1``) instead of starting a query, and ``%2525`` is not decoded twice. The proxy refuses
+    (HTTP 400) a path with a ``.`` or ``..`` segment, which the upstream would resolve outside the path you gave.
+
+    Raises:
+        ValueError: ``path`` has a ``.`` or ``..`` segment.
+    """
+    segments = path.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise _DotSegment(_DOT_SEGMENT)
+    return "/".join(quote(segment, safe="") for segment in segments)
 
 
 def _check_url(url: str) -> str:

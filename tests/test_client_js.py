@@ -9,6 +9,7 @@ first is down, start it again on the same port, and check that the client has ev
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import shutil
@@ -29,7 +30,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from fastapi_channels import add_channel
+from fastapi_channels import add_channel, browser
 from fastapi_channels.browser import CLIENT_FILES, client_source
 from tests.conftest import ROOT, UvicornProcess, free_port
 from tests.test_example_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, require_chromium
@@ -161,6 +162,20 @@ def test_client_files_served_with_etag_and_revalidated() -> None:
     assert script.headers["x-typescript-types"] == "/fastapi-channels/channels.d.ts"
     assert types.status_code == 200 and b"export declare class ChannelClient" in types.content
     assert again.status_code == 304 and again.content == b""
+
+
+def test_client_etag_is_the_files_digest_worked_out_once_and_served_as_it_is() -> None:
+    app = FastAPI()
+    add_channel(app)
+    with TestClient(app) as client:
+        for name, url in (
+            ("channels.js", "/fastapi-channels/channels.js"),
+            ("channels.d.ts", "/fastapi-channels/channels.d.ts"),
+        ):
+            etag = browser.client_etag(name)
+            assert etag == f'"{hashlib.sha256(client_source(name)).hexdigest()[:32]}"'
+            assert browser.client_etag(name) is etag  # kept, not worked out again per request
+            assert client.get(url).headers["etag"] == etag
 
 
 def test_client_url_elsewhere_or_none_and_a_route_of_the_app_wins() -> None:

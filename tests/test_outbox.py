@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgpack
 import pytest
 
+from fastapi_channels.codecs import MSGPACK
 from fastapi_channels.outbox import Connection
-from tests.apps.sockets import Member, open_websocket
+from tests.apps.sockets import TIMEOUT, Member, open_websocket
 
 
 async def test_connection_send_to_a_reading_client_writes_at_once_without_a_task(channel_name: str) -> None:
@@ -121,4 +123,42 @@ async def test_connection_frame_that_cannot_be_written_is_logged_and_the_connect
     assert "could not be sent" in caplog.text
     member.connection.send("still here")
     assert await member.peer.next_text() == "still here"
+    assert not member.connection.closed
+
+
+async def test_connection_queued_frame_its_codec_cannot_encode_is_skipped_and_logged_and_the_rest_follow(
+    channel_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    websocket, peer = await open_websocket()
+    connection = Connection(websocket, channel_name, encode_frame=MSGPACK.message)
+    peer.pause()  # the first frame waits: the ones behind it are queued for the writer task
+    with caplog.at_level(logging.ERROR, logger="fastapi_channels.outbox"):
+        connection.send('{"n":1}')
+        connection.send(f'{{"n":{2**70}}}')  # MessagePack holds no integer this big
+        connection.send('{"n":3}')
+        reply = connection.write('{"n":4}')
+        connection.close(4000, "bye")
+        peer.resume()
+        assert reply is not None
+        await asyncio.wait_for(reply, TIMEOUT)
+        frames = [msgpack.unpackb((await peer.next())["bytes"]) for _ in range(3)]
+        assert frames == [{"n": 1}, {"n": 3}, {"n": 4}]
+        closing = await peer.next()
+        assert (closing["type"], closing["code"], closing["reason"]) == ("websocket.close", 4000, "bye")
+    assert caplog.text.count("could not be sent") == 1
+    assert connection.closed
+
+
+async def test_connection_queued_frame_that_cannot_be_written_is_skipped_and_the_rest_follow(
+    channel_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    member = await Member.open(channel_name)
+    member.peer.pause()
+    with caplog.at_level(logging.ERROR, logger="fastapi_channels.outbox"):
+        member.connection.send("first")
+        member.connection.send("\ud800")  # not UTF-8: the server's write raises
+        member.connection.send("third")
+        member.peer.resume()
+        assert [await member.peer.next_text() for _ in range(2)] == ["first", "third"]
+    assert "could not be sent" in caplog.text
     assert not member.connection.closed

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from fastapi_channels.proxy import WebSocketProxy
+from fastapi_channels.proxy import WebSocketProxy, quote_path
 from tests.apps.proxy_upstream import UpstreamProcess
 from tests.apps.sockets import Peer
 from tests.conftest import ROOT, UvicornProcess, free_port
@@ -182,6 +182,23 @@ async def test_proxy_path_and_query_string_reach_the_upstream(stack: Stack, path
     # The route's path parameter arrives decoded: what a URL cannot hold as it is is escaped again.
     async with proxied(stack, f"/proxy{path}/a%20b%23c/%C3%A9") as (_, hello):
         assert hello["path"] == f"{path}/a%20b%23c/%C3%A9"
+
+
+async def test_proxy_path_parameter_delimiters_reach_the_upstream_escaped_not_as_delimiters(
+    stack: Stack, path: str
+) -> None:
+    # Decoded by the server, "?" would start the upstream's query and "%25" be decoded once more upstream; every
+    # character but the unreserved ones is escaped, which decodes to the same path parameter upstream.
+    async with proxied(stack, f"/proxy{path}/lobby%3Fadmin=1?token=abc") as (_, hello):
+        assert hello["path"] == f"{path}/lobby%3Fadmin%3D1?token=abc"
+    async with proxied(stack, f"/proxy{path}/100%2525/%3B%2C") as (_, hello):
+        assert hello["path"] == f"{path}/100%2525/%3B%2C"
+
+
+async def test_proxy_path_parameter_with_a_dot_segment_is_refused_with_400(stack: Stack) -> None:
+    for climbing in ("/proxy/rooms/..%2F..%2Fadmin", "/proxy/%2E%2E/admin", "/proxy/rooms/%2E"):
+        status_code, body = await refused_status(stack.url(climbing))
+        assert (status_code, body) == (400, b"The path may not have a '.' or '..' segment.")
 
 
 async def handshake_status(stack: Stack, path: str, *header_lines: str) -> int:
@@ -440,3 +457,23 @@ def test_package_import_does_not_import_websockets() -> None:
     code = "import sys, fastapi_channels, fastapi_channels.api; print('websockets' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("decoded", "quoted"),
+    [
+        ("rooms/42", "rooms/42"),
+        ("lobby?admin=1", "lobby%3Fadmin%3D1"),
+        ("100%25/a b#c", "100%2525/a%20b%23c"),
+        ("é/..x/.hidden", "%C3%A9/..x/.hidden"),
+        ("", ""),
+    ],
+)
+def test_quote_path_escapes_each_segment_whole_and_keeps_the_separators(decoded: str, quoted: str) -> None:
+    assert quote_path(decoded) == quoted
+
+
+@pytest.mark.parametrize("climbing", ["..", ".", "a/../b", "../../admin", "a/."])
+def test_quote_path_with_a_dot_segment_raises_value_error(climbing: str) -> None:
+    with pytest.raises(ValueError, match=r"may not have a '\.' or '\.\.' segment"):
+        quote_path(climbing)

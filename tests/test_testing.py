@@ -21,6 +21,7 @@ from fastapi_channels.api import send_to_user
 from fastapi_channels.channels import BaseChannel, Channel
 from fastapi_channels.config import STATE_KEY
 from fastapi_channels.decorators import action
+from fastapi_channels.history import Position
 from fastapi_channels.outbox import SEND_KEY
 from fastapi_channels.permission import IsAuthenticated
 from fastapi_channels.testing import (
@@ -302,6 +303,30 @@ async def test_communicator_app_that_never_answers_fails_entering_and_leaving_af
             pass
 
 
+async def test_communicator_app_that_holds_on_after_cancellation_fails_leaving_instead_of_hanging() -> None:
+    app = FastAPI()
+    release, finished = asyncio.Event(), asyncio.Event()
+
+    @app.websocket("/stubborn")
+    async def stubborn(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await asyncio.Event().wait()  # never reads the disconnect
+        except asyncio.CancelledError:
+            await release.wait()  # and holds on after its cancellation, until the test lets it go
+            raise
+        finally:
+            finished.set()
+
+    client = ChannelCommunicator(app, "/stubborn", timeout=0.1)
+    await client.connect()
+    with pytest.raises(AssertionError, match=r"did not finish with the connection to '/stubborn' within 0\.1 s"):
+        await asyncio.wait_for(client.disconnect(), 10)
+    assert not finished.is_set()
+    release.set()
+    await asyncio.wait_for(finished.wait(), 10)
+
+
 async def test_communicator_app_returning_without_closing_fails_the_next_wait_saying_so() -> None:
     app = FastAPI()
 
@@ -476,6 +501,30 @@ async def test_listener_of_a_communicator_hears_raw_text_relayed_by_a_base_chann
         with pytest.raises(AssertionError, match="Expected a JSON broadcast on 'relay', heard 'again not JSON'"):
             await heard.receive_json()
         await heard.assert_nothing()
+
+
+class Journal(Chat):
+    history_size = 10
+
+
+async def test_listener_of_a_channel_with_history_hears_the_messages_and_keeps_their_positions(
+    backend: dict[str, Any],
+) -> None:
+    room = Journal()
+    app = serve(room, **backend)
+    async with ChannelListener(app, room, "lobby") as lobby, ChannelCommunicator(app, "/ws/lobby") as client:
+        assert lobby.position is None
+        await client.send_action("say", text="one")
+        assert await lobby.assert_broadcast({"said": "one"}) == {"said": "one"}
+        first = lobby.position
+        assert first is not None and first.offset >= 1
+        await room.broadcast_to_channel("lobby", "plain text")
+        assert await lobby.assert_broadcast("plain text") == "plain text"
+        assert lobby.position == Position(first.offset + 1, first.epoch)
+        await room.broadcast_to_channel("lobby", [1, 2])
+        assert await lobby.receive_json() == [1, 2]
+        assert lobby.position == Position(first.offset + 2, first.epoch)
+        await lobby.assert_nothing()
 
 
 async def test_listener_app_without_channels_fails_saying_to_call_add_channel() -> None:

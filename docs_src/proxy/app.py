@@ -2,7 +2,7 @@ import os
 
 from fastapi import FastAPI, WebSocket
 
-from fastapi_channels.proxy import WebSocketProxy
+from fastapi_channels.proxy import WebSocketProxy, quote_path
 
 # The service behind the gateway, e.g. "ws://chat-service:9000". Clients never see this address.
 CHAT_SERVICE = os.environ.get("CHAT_SERVICE_URL", "ws://127.0.0.1:9000")
@@ -10,7 +10,8 @@ CHAT_SERVICE = os.environ.get("CHAT_SERVICE_URL", "ws://127.0.0.1:9000")
 
 def chat_service_url(websocket: WebSocket) -> str:
     """/chat/rooms/42 goes to the chat service's /rooms/42 (the client's query string follows by itself)."""
-    return f"{CHAT_SERVICE}/{websocket.path_params['path']}"
+    # The path parameter arrives decoded: quote_path escapes it again, so it stays a path under the service's.
+    return f"{CHAT_SERVICE}/{quote_path(websocket.path_params['path'])}"
 
 
 app = FastAPI()

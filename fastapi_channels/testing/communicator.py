@@ -158,8 +158,10 @@ class ChannelCommunicator:
             done, _ = await asyncio.wait({self._task}, timeout=self.timeout)
             if not done:
                 self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._task
+                # Bounded too: an app that holds on after its cancellation must fail the test, not hang it.
+                await asyncio.wait({self._task}, timeout=self.timeout)
+                if self._task.done() and not self._task.cancelled():
+                    self._task.exception()  # seen: what fails the test is that the app did not finish in time
                 raise AssertionError(
                     f"The app did not finish with the connection to {self.path!r} within {self.timeout} s after "
                     "the client left: its endpoint, a leave handler or a lifespan still waits for something."

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp
 
+from fastapi_channels.history import Position
+from fastapi_channels.protocol import publication_head, publication_position, render_publication, split_member
 from fastapi_channels.testing.frames import DEFAULT_TIMEOUT, NOTHING_TIMEOUT, Inbox, describe_all
 from fastapi_channels.testing.lifespan import Lease, acquire_lifespan, channel_config
 
@@ -27,6 +30,9 @@ class ChannelListener:
     shares the backend, like a client connected there (Phoenix's ``subscribe`` before ``assert_broadcast``).
     It starts the app's lifespan if needed, as ``ChannelCommunicator`` does, and shares it with them.
 
+    On a channel with history, broadcasts go out as publication frames; the listener hears the message each
+    one carries (as it was broadcast), and keeps the place of the last one it returned in ``position``.
+
     Args:
         app: The ASGI app, usually your FastAPI app.
         channel_object: The channel object whose broadcasts to hear (``Room(...)``): its group is part of the topic.
@@ -41,7 +47,10 @@ class ChannelListener:
         self.channel_object = channel_object
         self.channel = channel if channel is not None else channel_object.channel
         self.timeout = timeout
-        self._inbox: Inbox[str] = Inbox()
+        self.position: Position | None = None
+        """Where the last broadcast returned stands in the channel's history (None: no history, or none yet)."""
+        self._inbox: Inbox[_Heard] = Inbox()
+        self._head = publication_head(self.channel) if channel_object.retention is not None else None
         self._lease: Lease | None = None
         self._subscription: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -96,9 +105,8 @@ class ChannelListener:
             await self._inbox.wait(timeout)
         self._raise_failure()
         if self._inbox.items:
-            raise AssertionError(
-                f"Expected no broadcast on {self.channel!r}, but heard:{describe_all(self._inbox.items)}"
-            )
+            heard_texts = (heard.text for heard in self._inbox.items)
+            raise AssertionError(f"Expected no broadcast on {self.channel!r}, but heard:{describe_all(heard_texts)}")
 
     async def _wait_for(self, what: str, matches: Callable[[str], bool], timeout: float | None) -> str:
         if self._reader is None:
@@ -108,19 +116,21 @@ class ChannelListener:
         deadline = loop.time() + timeout
         while True:
             for index, heard in enumerate(self._inbox.items):
-                if matches(heard):
+                if matches(heard.text):
                     del self._inbox.items[index]
-                    return heard
+                    self.position = heard.position
+                    return heard.text
             self._raise_failure()
             if not await self._inbox.wait(deadline - loop.time()):
+                heard_texts = (heard.text for heard in self._inbox.items)
                 raise AssertionError(
-                    f"Waited {timeout} s for {what} on {self.channel!r}; heard:{describe_all(self._inbox.items)}"
+                    f"Waited {timeout} s for {what} on {self.channel!r}; heard:{describe_all(heard_texts)}"
                 )
 
     async def _read(self, subscriber: Any) -> None:
         async for event in subscriber:
             if event is not None:
-                self._inbox.put(event.message)
+                self._inbox.put(_unwrapped(event.message, self._head))
 
     def _raise_failure(self) -> None:
         reader = self._reader
@@ -146,6 +156,26 @@ class ChannelListener:
         finally:
             if lease is not None:
                 await lease.release(self.timeout)
+
+
+@dataclass(frozen=True)
+class _Heard:
+    """A broadcast heard: the message as it was broadcast, and its place in the channel's history if it has one."""
+
+    text: str
+    position: Position | None = None
+
+
+def _unwrapped(text: str, head: str | None) -> _Heard:
+    """Return the message a publication frame (one that starts with ``head``) carries; other text as it is."""
+    position = publication_position(text, head) if head is not None else None
+    if head is None or position is None:
+        return _Heard(text)
+    offset, epoch = position
+    # The frame is head, position, member and a closing brace: the member starts where an empty one would.
+    start = len(render_publication(head, offset, epoch, "")) - 1
+    message, _ = split_member(text[start:-1])
+    return _Heard(message, Position(offset, epoch))
 
 
 def _decoded(text: str) -> Any:

@@ -12,14 +12,14 @@ import os
 
 from fastapi import FastAPI, WebSocket
 
-from fastapi_channels.proxy import WebSocketProxy
+from fastapi_channels.proxy import WebSocketProxy, quote_path
 
 UPSTREAM = os.environ.get("PROXY_UPSTREAM", "ws://127.0.0.1:9")
 
 
 def upstream_path(websocket: WebSocket) -> str:
     """Route ``/<prefix>/PATH`` to the upstream's ``/PATH``."""
-    return f"{UPSTREAM}/{websocket.path_params['path']}"
+    return f"{UPSTREAM}/{quote_path(websocket.path_params['path'])}"
 
 
 app = FastAPI()

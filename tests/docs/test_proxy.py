@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from tests.apps.proxy_upstream import UpstreamProcess
@@ -42,6 +43,20 @@ def test_proxy_app_routes_chat_paths_to_the_service(service: UpstreamProcess, mo
             assert websocket.receive_text() == "hello"
             websocket.send_bytes(b"\x00\x01")
             assert websocket.receive_bytes() == b"\x00\x01"
+
+
+def test_proxy_app_passes_path_delimiters_on_escaped_and_refuses_dot_segments(
+    service: UpstreamProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHAT_SERVICE_URL", service.url)
+    sample = load("proxy/app.py")
+    with TestClient(sample.app) as client:
+        with client.websocket_connect("/chat/rooms/lobby%3Fadmin=1?token=abc") as websocket:
+            assert websocket.receive_json()["path"] == "/rooms/lobby%3Fadmin%3D1?token=abc"
+        for climbing in ("/chat/rooms/..%2F..%2Fadmin", "/chat/%2E%2E/admin"):
+            with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect(climbing):
+                pass
+            assert refused.value.status_code == 400
 
 
 def test_proxy_own_endpoint_turns_away_clients_without_a_session_and_relays_the_others(
