@@ -9,6 +9,10 @@ A client that knows the offset and epoch of the last publication it received can
 script assigns the offset, appends the publication, trims the stream to its size and age, and publishes the
 frame: every process agrees on the offsets, and every subscriber receives publications in offset order.
 ``MemoryHistory`` keeps the same in this process (``memory://`` serves one process).
+
+Reading a channel nobody has published to gives it an epoch too (a client that joins before the first
+publication resumes in it), kept only ``HISTORY_PENDING_TTL`` seconds unless a publication comes: reads alone
+never hold a channel name for long.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, ClassVar, TypeVar
 
 from pydantic_core import from_json
@@ -31,6 +36,7 @@ from fastapi_channels.protocol import split_member
 
 __all__ = [
     "HISTORY_META_TTL",
+    "HISTORY_PENDING_TTL",
     "History",
     "HistoryPage",
     "HistoryUnavailable",
@@ -43,6 +49,9 @@ __all__ = [
 
 HISTORY_META_TTL = 30 * 24 * 3600.0
 """Seconds a stream's epoch and last offset outlive its last publication (then its next one starts a new epoch)."""
+
+HISTORY_PENDING_TTL = 60.0
+"""Seconds the epoch given to a reader of a stream nobody has published to is kept for its first publication."""
 
 # Seconds a history read may take before the store counts as unreachable.
 OPERATION_TIMEOUT = 5.0
@@ -172,12 +181,14 @@ class MemoryHistory(History):
     """Keep history in this process's memory (for ``memory://``, which serves one process).
 
     Each stream keeps at most its ``size`` publications; a publication older than the ``ttl`` is dropped; a
-    stream nobody published to for ``meta_ttl`` seconds (or its ``ttl``, for its publications) is dropped.
-    Stopping the app drops everything, as a restart would: clients then resume into a new epoch.
+    stream nobody published to for ``meta_ttl`` seconds (or its ``ttl``, for its publications) is dropped, and
+    one that was only read, ``pending_ttl`` seconds after the first read. Stopping the app drops everything, as
+    a restart would: clients then resume into a new epoch.
     """
 
-    def __init__(self, *, meta_ttl: float = HISTORY_META_TTL) -> None:
+    def __init__(self, *, meta_ttl: float = HISTORY_META_TTL, pending_ttl: float = HISTORY_PENDING_TTL) -> None:
         self.meta_ttl = meta_ttl
+        self.pending_ttl = pending_ttl
         self._streams: dict[str, _Stream] = {}
         self._swept = time.monotonic()
 
@@ -200,9 +211,19 @@ class MemoryHistory(History):
     ) -> HistoryPage:
         """Return the kept publications of ``topic`` (see ``History.read``)."""
         stream = self._stream(topic, retention, time.monotonic())
-        floor = since if since is not None else -1
-        entries = [(offset, member) for offset, _, member in stream.entries if offset > floor]
-        return _page(stream.top, stream.epoch, entries, since, limit)
+        kept, top = stream.entries, stream.top
+        complete = True
+        if since is None:
+            count = len(kept) if limit is None else min(limit, len(kept))
+            chosen = islice(kept, len(kept) - count, None)
+        else:
+            # Offsets are consecutive from the oldest kept one to the top: skip to since + 1 without a comparison.
+            oldest = kept[0][0] if kept else top + 1
+            skip = max(0, since + 1 - oldest)
+            chosen = islice(kept, skip, None if limit is None else skip + limit)
+            complete = since <= top and (since == top or oldest <= since + 1)
+        publications = [Publication(offset, *split_member(member)) for offset, _, member in chosen]
+        return HistoryPage(publications, top, stream.epoch, complete)
 
     def held(self) -> int:
         """Return how many publications the store holds, in all streams."""
@@ -228,7 +249,8 @@ class MemoryHistory(History):
         self._swept = now
         for topic, stream in list(self._streams.items()):
             idle = now - stream.touched
-            if idle > max(self.meta_ttl, stream.ttl or 0.0):
+            # A stream only read (top 0) holds no publication: keep its epoch briefly, for a first one.
+            if idle > (max(self.meta_ttl, stream.ttl or 0.0) if stream.top else self.pending_ttl):
                 del self._streams[topic]
             elif stream.ttl is not None and idle > stream.ttl:
                 stream.entries.clear()
@@ -264,28 +286,41 @@ end
 return {offset, epoch, now}
 """
 
-# KEYS: stream, meta. ARGV: a new epoch, meta expiry ms, since (-1: none), how many of the newest to read
-# (-1: all). Returns {top, epoch, now, entries newest first}.
+# KEYS: stream, meta. ARGV: a new epoch, its expiry ms until a first publication, since (-1: none), how many
+# of the newest to read (-1: all), how many of the first after since to return (-1: all).
+# Returns {top, epoch, now, entries newest first}.
 _READ = """
 local stream, meta = KEYS[1], KEYS[2]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
-  -- Created on first read, so that a client joining before the first publication can resume from it.
+  -- Created on first read, so that a client joining before the first publication can resume from it; kept
+  -- briefly unless a publication comes, so that reading names never fills Redis.
   epoch = ARGV[1]
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
   redis.call('PEXPIRE', meta, ARGV[2])
 end
 local top = redis.call('HGET', meta, 'top')
-local since, count = tonumber(ARGV[3]), tonumber(ARGV[4])
-if since >= 0 then count = math.max(0, tonumber(top) - since) end
+local since, count, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local skip = 0
+if since >= 0 then
+  count = math.max(0, tonumber(top) - since)
+  -- Offsets are consecutive up to the top: the i-th newest entry is top - i + 1, so skipping count - limit
+  -- of the newest leaves the first limit after since.
+  if limit == 0 then count = 0 elseif limit > 0 and limit < count then skip = count - limit end
+end
 local entries = {}
 if count < 0 then
   entries = redis.call('XREVRANGE', stream, '+', '-')
 elseif count > 0 then
   entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', count)
+end
+if skip > 0 then
+  local kept = {}
+  for i = skip + 1, #entries do kept[#kept + 1] = entries[i] end
+  entries = kept
 end
 return {top, epoch, now, entries}
 """
@@ -297,23 +332,33 @@ class RedisHistory(History):
     Keys are ``<namespace>:history:stream:<topic>`` (a Redis stream) and ``<namespace>:history:meta:<topic>``
     (its epoch and last offset). A stream is trimmed to its ``size`` on every publication, and to its ``ttl``
     too when it has one; its keys expire ``ttl`` (else ``meta_ttl``) seconds after its last publication, its
-    epoch ``meta_ttl`` seconds after. Appending also publishes the frame, from the same Lua script, unless
+    epoch ``meta_ttl`` seconds after (a stream only read: ``pending_ttl`` seconds after its first read). Appending
+    also publishes the frame, from the same Lua script, unless
     Redis gets to it later than ``publish_deadline`` seconds after it was sent (then it does nothing).
 
     Args:
         url: The Redis server, the one the app broadcasts through.
         namespace: The app's namespace: apps sharing one Redis server keep apart.
         meta_ttl: Seconds a stream's epoch and last offset outlive its last publication.
+        pending_ttl: Seconds the epoch of a stream that was only read is kept for its first publication.
     """
 
     publishes: ClassVar[bool] = True
     publish_deadline = 1.0
     """Seconds after sending after which Redis drops an append instead of running it."""
 
-    def __init__(self, url: str, *, namespace: str = "fastapi-channels", meta_ttl: float = HISTORY_META_TTL) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "fastapi-channels",
+        meta_ttl: float = HISTORY_META_TTL,
+        pending_ttl: float = HISTORY_PENDING_TTL,
+    ) -> None:
         self.url = url
         self.prefix = f"{namespace}:history"
         self.meta_ttl = meta_ttl
+        self.pending_ttl = pending_ttl
         self._redis: Redis | None = None
         self._append: Any = None
         self._read: Any = None
@@ -381,8 +426,8 @@ class RedisHistory(History):
         if self._redis is None:
             raise HistoryUnavailable("History is not running: the app's lifespan has not started.")
         count = -1 if limit is None or since is not None else limit
-        args = [new_epoch(), _milliseconds(max(self.meta_ttl, retention.ttl or 0.0))]
-        args += [since if since is not None else -1, count]
+        first = limit if since is not None and limit is not None else -1
+        args = [new_epoch(), _milliseconds(self.pending_ttl), since if since is not None else -1, count, first]
         top, epoch, now, raw = await self._guard(self._read(keys=self.keys(topic), args=args))
         oldest = now - _milliseconds(retention.ttl) if retention.ttl is not None else 0
         entries: list[tuple[int, str]] = []

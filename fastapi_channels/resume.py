@@ -7,6 +7,9 @@ that came after the last one replayed, and lets the rest through. Publications r
 order (Redis publishes them from the script that assigns the offsets), so once one newer than the last
 replayed has gone through, every later one is newer too. When too much arrives during a replay to hold, what
 is held is dropped and history is read again from where the replay got to.
+
+Live publications go on passing through (one ``startswith`` each) once the catch-up is over: the answer to a
+``resume`` frame names the last publication the connection has been sent.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ class Resumption:
         "_overflowed",
         "_live",
         "_start",
+        "_passed",
+        "_last",
     )
 
     def __init__(
@@ -142,7 +147,8 @@ class Resumption:
         self.problem = problem
         """Why the position the client gave could not be read: answered with an error frame before the resume."""
         self.done = False
-        """Whether live publications need not pass through here any more."""
+        """Whether live publications need not pass through here any more: never, so that the answer to a resume
+        frame can name the last one sent."""
         self._head = publication_head(channel)
         self._read = read
         self._page: HistoryPage | None = None
@@ -155,6 +161,10 @@ class Resumption:
         self._live: Position | None = None
         # The connection has been sent every publication after this offset (of the epoch of _live).
         self._start = 0
+        # Whether a live publication newer than _live has been sent: every later one is newer too.
+        self._passed = False
+        # The last live publication frame sent after the catch-up (parsed only when a resume frame asks).
+        self._last: str | None = None
 
     def offer(self, text: str) -> bool:
         """Take a live frame of the channel; return whether to send it now (else it is held or a repeat)."""
@@ -168,17 +178,25 @@ class Resumption:
                     self._overflowed = True
                     self._held, self._held_size = [], 0
             return False
+        if self._passed:
+            if text.startswith(self._head):
+                self._last = text
+            return True
         newer = self._newer(text, live)
         if newer is None:
             return True  # not a publication of this channel's stream
         if newer:
-            self.done = True
+            self._passed, self._last = True, text
         return newer
 
     async def prepare(self) -> None:
         """Read where the stream stands (and what the client missed) now that live publications are held."""
         since = self.since
-        self._page = await self._read(since.offset, None) if since is not None else await self._read(None, 0)
+        page = await self._read(since.offset if since is not None else None, 0)
+        # Publications are read only for a position of the stream's epoch: any other one is not recovered.
+        if since is not None and since.epoch == page.epoch and since.offset < page.offset:
+            page = await self._read(since.offset, None)
+        self._page = page
 
     async def catch_up(self) -> None:
         """Send what the client missed, the resume frame, then the live publications held meanwhile.
@@ -212,8 +230,11 @@ class Resumption:
         held, self._held, self._held_size = self._held, [], 0
         self._live = position
         for text in held:
-            if self._newer(text, position) is not False:
+            newer = self._newer(text, position)
+            if newer is not False:
                 connection.send(text)
+            if newer:
+                self._passed, self._last = True, text
 
     async def request(self, frame: Mapping[str, Any]) -> None:
         """Answer a ``resume`` frame: send the publications after its position this connection was not sent.
@@ -229,16 +250,30 @@ class Resumption:
         live = self._live
         if live is None:  # pragma: no cover - frames are handled once the catch-up is over
             raise RuntimeError("A resume frame arrived before the connection caught up.")
-        start = self._start
-        # Everything after _start has been sent, or is on its way: only (since, _start] can be missing.
-        missing = max(0, start - since.offset)
-        page = await self._read(since.offset, missing)
-        same_stream = since.epoch == page.epoch == live.epoch and since.offset <= page.offset
-        recovered = same_stream and (page.complete or not missing)
+        sent = self._sent()
+        # Compared before anything is read: a position this connection was never given reads nothing.
+        recovered = since.epoch == sent.epoch and since.offset <= sent.offset
+        # Everything after _start has been sent, or is on its way: only (since, _start] can be missing. A live
+        # publication of another epoch than the catch-up's started the stream again: all of it came live.
+        missing = max(0, self._start - since.offset) if sent.epoch == live.epoch else 0
         if recovered and missing:
-            await self._replay(page)
-            self._start = since.offset
-        self.connection.reply(render_resume(self.channel, recovered=recovered, offset=live.offset, epoch=live.epoch))
+            page = await self._read(since.offset, missing)
+            recovered = page.epoch == since.epoch and page.complete
+            if recovered:
+                await self._replay(page)
+                self._start = since.offset
+            sent = self._sent()  # live publications went on while history was read
+        self.connection.reply(render_resume(self.channel, recovered=recovered, offset=sent.offset, epoch=sent.epoch))
+
+    def _sent(self) -> Position:
+        """Return the position of the last live publication this connection has been sent (else the catch-up's)."""
+        last, live = self._last, self._live
+        found = publication_position(last, self._head) if last is not None else None
+        if found is not None:
+            return Position(*found)
+        if live is None:  # pragma: no cover - called once the catch-up is over
+            raise RuntimeError("The connection has not caught up yet.")
+        return live
 
     async def _replay(self, page: HistoryPage) -> None:
         """Send the page's publications in order, each once the client has taken the one before it."""

@@ -398,6 +398,43 @@ def test_history_on_a_backend_that_keeps_none_fails_loudly_with_the_fix(
     assert any("need add_channel(url=...)" in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
 
 
+def test_history_epoch_given_before_the_first_publication_is_the_first_publications_and_resumes(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    room = Channel(history_size=100)
+    with TestClient(history_app(room, backend)) as client:
+        with joined(client, channel_name) as ws:
+            epoch = receive_json(ws)["epoch"]
+        assert publish(client, channel_name, 3)["epoch"] == epoch
+        with joined(client, channel_name, f"?offset=0&epoch={epoch}") as ws:
+            assert [receive_json(ws)["offset"] for _ in range(3)] == [1, 2, 3]
+            assert receive_json(ws) == resume_frame(channel_name, recovered=True, offset=3, epoch=epoch)
+
+
+def test_history_channel_only_read_is_forgotten_after_pending_ttl(backend: dict[str, Any], channel_name: str) -> None:
+    room = Channel(history_size=100, client_subscriptions=True)
+    with TestClient(history_app(room, backend)) as client:
+        room.get_config().layer.history.pending_ttl = 0.05  # type: ignore[union-attr]
+        with joined(client, channel_name) as ws:
+            first = receive_json(ws)["epoch"]
+            # Subscribe frames read history too: each name read is held briefly, never for HISTORY_META_TTL.
+            names = [f"{channel_name}-{index}" for index in range(20)]
+            for name in names:
+                send_action(ws, "subscribe", channel=name)
+                while receive_json(ws)["type"] != "resume":
+                    pass
+        if backend["url"].startswith("redis"):
+            with redis.Redis.from_url(backend["url"]) as server:
+                ttl = [server.pttl(history_keys(backend, room, name)[1]) for name in names]
+            assert all(0 < milliseconds <= 50 or milliseconds == -2 for milliseconds in ttl), ttl
+
+        def forgotten() -> bool:
+            with joined(client, channel_name) as ws:
+                return bool(receive_json(ws)["epoch"] != first)
+
+        wait_until(forgotten, within=5)
+
+
 def test_history_memory_store_forgets_streams_nobody_published_to_for_meta_ttl() -> None:
     async def scenario() -> None:
         store = MemoryHistory(meta_ttl=0.05)

@@ -653,7 +653,8 @@ async def test_history_channel_joined_with_a_position_replays_then_resumes_unwra
         # A resume frame naming the joined channel is answered from that channel's history.
         await client.send_json({"action": "resume", "channel": "news", "offset": 0, "epoch": epoch})
         assert (await client.receive_json())["offset"] == 1  # the one publication it was not sent
-        assert await client.receive_json() == resume  # where the stream stood when it caught up
+        # Where the connection stands: the last publication it was sent (4, live).
+        assert await client.receive_json() == {**resume, "offset": 4}
         answer = await error(client, "resume", channel="elsewhere", offset=1, epoch=epoch)
         assert answer["errors"] == 'The "channel" to resume must be one with history the connection is in.'
 

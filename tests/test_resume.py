@@ -211,17 +211,78 @@ def test_resume_frame_sends_what_was_missed_before_the_join_without_repeating_li
             send_action(ws, "resume", offset=4, epoch=epoch)
             # 5 to 10 were missed; 11 and 12 came live and are not sent again.
             assert [receive_json(ws)["offset"] for _ in range(6)] == [5, 6, 7, 8, 9, 10]
-            assert receive_json(ws) == resume_frame(channel_name, recovered=True, offset=10, epoch=epoch)
+            # The answer names the last publication sent (12, live), not where the stream stood at the join.
+            assert receive_json(ws) == resume_frame(channel_name, recovered=True, offset=12, epoch=epoch)
             # Asked again: nothing is missing any more.
             send_action(ws, "resume", offset=2, epoch=epoch)
             assert [receive_json(ws)["offset"] for _ in range(2)] == [3, 4]
             assert receive_json(ws)["recovered"] is True
             send_action(ws, "resume", offset=12, epoch=epoch)
-            assert receive_json(ws) == resume_frame(channel_name, recovered=True, offset=10, epoch=epoch)
+            assert receive_json(ws) == resume_frame(channel_name, recovered=True, offset=12, epoch=epoch)
             send_action(ws, "resume", offset=3, epoch="another-epoch")
             assert receive_json(ws)["recovered"] is False
             send_action(ws, "resume", offset=99, epoch=epoch)  # past the last publication: not this stream
             assert receive_json(ws)["recovered"] is False
+
+
+def test_resume_frame_answer_names_the_last_publication_sent_live_not_the_join_position(
+    backend: dict[str, Any], channel_name: str
+) -> None:
+    room = Channel(history_size=100)
+    with TestClient(history_app(room, backend)) as client, joined(client, channel_name) as ws:
+        joined_at = receive_json(ws)
+        assert joined_at["offset"] == 0
+        last = publish(client, channel_name, 5)
+        assert [receive_json(ws)["offset"] for _ in range(5)] == [1, 2, 3, 4, 5]
+        send_action(ws, "resume", offset=5, epoch=last["epoch"])
+        assert receive_json(ws) == resume_frame(channel_name, recovered=True, offset=5, epoch=last["epoch"])
+        # Not recovered: the client takes the answer as its position, so it must not send it backwards.
+        send_action(ws, "resume", offset=3, epoch="from-before-a-restart")
+        assert receive_json(ws) == resume_frame(channel_name, recovered=False, offset=5, epoch=last["epoch"])
+        publish(client, channel_name, 1)
+        assert receive_json(ws)["offset"] == 6
+
+
+async def test_resumption_position_of_another_epoch_reads_no_publications(
+    layer: ChannelLayer, channel_name: str
+) -> None:
+    await publish_numbers(layer, channel_name, range(200))
+    member = await Member.open(channel_name, send_queue_size=100_000)
+    read_back: list[int] = []
+
+    async def read(since: int | None, limit: int | None) -> HistoryPage:
+        page = await layer.read_history(channel_name, RETENTION, since, limit)
+        read_back.append(len(page.publications))
+        return page
+
+    # Joining with a position of an epoch the stream does not have: where it stands is read, nothing more.
+    resumption = Resumption(member.connection, channel_name, read=read, since=Position(0, "x"), buffer_bytes=1 << 20)
+    RESUMING.add(member.connection.id)
+    assert await layer.add(member.connection, resumption=resumption)
+    await resumption.prepare()
+    await resumption.catch_up()
+    assert json.loads(await member.peer.next_text())["recovered"] is False
+    for _ in range(3):
+        await resumption.request({"offset": 0, "epoch": "nope"})
+        assert json.loads(await member.peer.next_text())["recovered"] is False
+    assert sum(read_back) == 0
+    await leave_all(layer, [member])
+
+
+async def test_history_redis_read_since_returns_at_most_limit_entries(redis_url: str, channel_name: str) -> None:
+    store = RedisHistory(redis_url, namespace=f"test-{uuid.uuid4().hex}")
+    await store.start()
+    try:
+        for _ in range(50):
+            await store.append(channel_name, '"data":1', RETENTION, head="", channel="")
+        page = await store.read(channel_name, RETENTION, since=10, limit=3)
+        assert [publication.offset for publication in page.publications] == [11, 12, 13] and page.complete
+        # The script itself returns only those: Redis sends, and Python decodes, 3 entries and not 40.
+        args = ["e", 1000, 10, -1, 3]
+        _, _, _, raw = await store._read(keys=store.keys(channel_name), args=args)
+        assert len(raw) == 3
+    finally:
+        await store.stop()
 
 
 def test_resume_frame_past_what_history_keeps_is_not_recovered(backend: dict[str, Any], channel_name: str) -> None:
