@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -113,6 +113,16 @@ async def error(communicator: ChannelCommunicator, name: str, **payload: Any) ->
     answer = await communicator.request(name, **payload)
     assert answer["status"] == "bad" and answer["close"] is False, answer
     return answer
+
+
+async def finishes(test: Coroutine[Any, Any, None]) -> None:
+    """Run ``test`` in a task of its own, failing if it has not ended in time: a hang fails rather than blocks."""
+    task = asyncio.ensure_future(test)
+    done, _ = await asyncio.wait({task}, timeout=4 * FRAME_TIMEOUT)
+    if not done:
+        task.cancel()  # may not end: what hangs may ignore cancellation
+        raise AssertionError("The test hung.")
+    task.result()
 
 
 # -- joining and leaving ---------------------------------------------------------------------------------
@@ -558,6 +568,48 @@ async def test_join_handler_that_joins_another_channel_does_not_deadlock(backend
     async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby") as client:
         assert (await client.request("subscribe", channel="room:1"))["status"] == "ok"
         assert (await client.request("where"))["data"] == ["lobby", "room:1", "room:1:typing"]
+
+
+async def test_leave_handler_that_joins_another_channel_does_not_hang(backend: dict[str, Any]) -> None:
+    room = Rooms()
+
+    @room.on_event("leave")
+    async def back_to_the_side(websocket: WebSocket, channel: str) -> None:
+        if channel == "game":
+            await room.join(websocket, "side")
+            await room.leave(websocket, "corner")
+
+    async def leave_the_game() -> None:
+        async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby", timeout=FRAME_TIMEOUT) as client:
+            for name in ("corner", "game"):
+                assert (await client.request("subscribe", channel=name))["status"] == "ok"
+            assert await client.request("unsubscribe", channel="game") == ok("unsubscribe", 3, {"channel": "game"})
+            assert (await client.request("where"))["data"] == ["lobby", "side"]
+
+    await finishes(leave_the_game())
+
+
+async def test_failed_join_whose_lifespan_exit_leaves_another_channel_does_not_hang(backend: dict[str, Any]) -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(websocket: WebSocket, channel: str) -> AsyncIterator[None]:
+        yield
+        if channel == "locked":
+            await room.leave(websocket, "corner")
+
+    room = Rooms(lifespan=lifespan)
+
+    @room.on_event("join")
+    async def refuse(websocket: WebSocket, channel: str) -> None:
+        if channel == "locked":
+            raise PermissionDenied(error_msg="This room is locked.", close=False)
+
+    async def join_the_locked_room() -> None:
+        async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby", timeout=FRAME_TIMEOUT) as client:
+            assert (await client.request("subscribe", channel="corner"))["status"] == "ok"
+            assert (await error(client, "subscribe", channel="locked"))["errors"] == "This room is locked."
+            assert (await client.request("where"))["data"] == ["lobby"]
+
+    await finishes(join_the_locked_room())
 
 
 async def test_join_while_the_connection_closes_is_refused_and_leaves_nothing(backend: dict[str, Any]) -> None:
