@@ -52,7 +52,7 @@ from fastapi_channels.protocol import (
 )
 from fastapi_channels.routing import ActionRouter, IncludeRouter, include_actions
 from fastapi_channels.session import FrameHandler, Session, current_config, session_of
-from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
+from fastapi_channels.throttling import RateSpec, check_throttle_like
 from fastapi_channels.topics import DEFAULT_TOPIC_QUEUE_SIZE, TopicPattern, TopicSubscription
 
 __all__ = ["BaseChannel", "Channel", "SERVES_ATTR"]
@@ -772,7 +772,7 @@ class Channel(BaseChannel):
         prepared = self._prepared_for(config)
         own_throttles = _overrides(self, "check_throttles")
         everything = f"{channel}:*"
-        subscriptions = self.client_subscriptions
+        built_in = self._answer_built_in
         # Frames are decoded by the connection's codec; decode_json, when overridden, reads the text frames.
         decode, plain_decode = frame_decoder(session.codec, self.codecs), self._plain_decode
 
@@ -792,17 +792,8 @@ class Channel(BaseChannel):
                 prepared = self._prepared_for(config)
             action = prepared.actions.get(name)
             if action is None:
-                if name == "pong":
-                    return  # the answer to a heartbeat ping: the frame itself showed the client is there
-                if name == "resume":
-                    resumption = session.resumption_for(data)
-                    if resumption is not None:
-                        await resumption.request(data)  # a channel with history: send what the client missed
-                        return
-                elif subscriptions and name in _SUBSCRIPTION_FRAMES:
-                    await subscription(name, data, request_id)
-                    return
-                raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
+                await built_in(session, name, data, request_id)
+                return
             if action.checked or own_throttles or prepared.throttles:
                 await check(action, name)
             result = action.invoke(websocket, channel, data, request_id)
@@ -813,19 +804,6 @@ class Channel(BaseChannel):
                 written = connection.write(action.reply(request_id, result))
                 if written is not None:
                     await written
-
-        async def subscription(name: str, data: Frame, request_id: int | str | None) -> None:
-            # Joining costs the backend work: the channel-wide limits apply as to any action.
-            if own_throttles:
-                await self.check_throttles(websocket, channel, name)
-            else:
-                for throttle in prepared.throttles:
-                    await throttle(websocket, everything)
-            memberships = session.memberships()
-            if name == "subscribe":
-                await memberships.subscribe(self, data, request_id)
-            else:
-                await memberships.unsubscribe(self, data, request_id)
 
         async def check(action: PreparedAction, name: str) -> None:
             if action.deprecated:
@@ -850,16 +828,45 @@ class Channel(BaseChannel):
         name = action_of(data)
         if session is not None:
             session.request_id, session.action = request_id, name
-        entry = self.get_action(name)
-        if entry.spec.deprecated:
-            raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
-        await self.check_permissions(websocket, name, channel, entry.spec.permission)
-        await self.check_throttles(websocket, channel, name, get_limits(entry.function(self)))
         # Prepared, as in the inlined dispatch: with the channel's dependencies as well as the action's own.
-        prepared = self._prepared_for(self._config_of(websocket)).actions[name]
+        prepared = self._prepared_for(self._config_of(websocket)).actions.get(name)
+        if prepared is None:
+            if session is None:
+                raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
+            await self._answer_built_in(session, name, data, request_id)
+            return
+        if prepared.deprecated:
+            raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
+        await self.check_permissions(websocket, name, channel, prepared.permission)
+        await self.check_throttles(websocket, channel, name, prepared.limits)
         result = await prepared.run(websocket, channel, data, request_id)
         if result is not None:
             await self.broadcast_to_personal(websocket, prepared.reply(request_id, result))
+
+    async def _answer_built_in(self, session: Session, name: str, data: Frame, request_id: int | str | None) -> None:
+        """Answer a frame no action is named for: ``pong``, ``resume``, ``subscribe``/``unsubscribe``, or refuse it.
+
+        Both the inlined dispatch and ``on_receive`` end here, so that overriding ``on_receive`` keeps them.
+        """
+        if name == "pong":
+            return  # the answer to a heartbeat ping: the frame itself showed the client is there
+        if name == "resume":
+            resumption = session.resumption_for(data)
+            if resumption is not None:
+                # Reading history costs the backend work: the channel-wide limits apply as to any action.
+                await self.check_throttles(session.websocket, session.channel, name)
+                await resumption.request(data)  # a channel with history: send what the client missed
+                return
+        elif self.client_subscriptions and name in _SUBSCRIPTION_FRAMES:
+            # Joining costs the backend work too.
+            await self.check_throttles(session.websocket, session.channel, name)
+            memberships = session.memberships()
+            if name == "subscribe":
+                await memberships.subscribe(self, data, request_id)
+            else:
+                await memberships.unsubscribe(self, data, request_id)
+            return
+        raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
 
     def _registry(self) -> dict[str, RegisteredAction]:
         return {**self._class_actions, **self._instance_actions}

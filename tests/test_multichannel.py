@@ -729,6 +729,52 @@ async def test_history_channel_joined_from_server_code_with_since_replays(backen
             assert (await client.receive_json())["recovered"] is True
 
 
+async def test_on_receive_override_still_answers_the_built_in_frames(backend: dict[str, Any]) -> None:
+    seen: list[str] = []
+
+    class Logged(HistoryRooms):
+        async def on_receive(self, websocket: WebSocket, channel: str, message: str) -> None:
+            seen.append(json.loads(message)["action"])
+            await super().on_receive(websocket, channel, message)
+
+    async with ChannelCommunicator(rooms_app(backend, Logged()), "/ws/lobby") as client:
+        epoch = (await client.receive_json())["epoch"]
+        assert await client.request("subscribe", channel="news") == ok("subscribe", 1, {"channel": "news"})
+        assert (await client.receive_json())["channel"] == "news"  # the resume frame of the channel joined
+        await client.send_action("pong")  # answered by nothing: the next frame is the next request's reply
+        assert await client.request("where") == ok("where", 2, ["lobby", "news"])
+        await client.send_json({"action": "resume", "offset": 0, "epoch": epoch})
+        assert await client.receive_json() == {
+            "type": "resume",
+            "channel": "lobby",
+            "recovered": True,
+            "offset": 0,
+            "epoch": epoch,
+        }
+        assert await client.request("unsubscribe", channel="news") == ok("unsubscribe", 3, {"channel": "news"})
+        assert (await error(client, "nothing"))["errors"] == "The action 'nothing' does not exist."
+    assert seen == ["subscribe", "pong", "where", "resume", "unsubscribe", "nothing"]
+
+
+@pytest.mark.parametrize("override", [False, True], ids=["dispatch", "on_receive"])
+async def test_resume_frames_spend_the_channel_wide_rate_limit(backend: dict[str, Any], override: bool) -> None:
+    class Limited(HistoryRooms):
+        throttle_classes = [limiter(times=2, minutes=1)]
+
+    class Overridden(Limited):
+        async def on_receive(self, websocket: WebSocket, channel: str, message: str) -> None:
+            await super().on_receive(websocket, channel, message)
+
+    room = Overridden() if override else Limited()
+    async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby") as client:
+        epoch = (await client.receive_json())["epoch"]
+        for _ in range(2):
+            await client.send_json({"action": "resume", "offset": 0, "epoch": epoch})
+            assert (await client.receive_json())["type"] == "resume"
+        answer = await error(client, "resume", offset=0, epoch=epoch)
+        assert answer["code"] == 1013 and answer["errors"].startswith("Too many requests.")
+
+
 # -- topic patterns ----------------------------------------------------------------------------------------
 
 
