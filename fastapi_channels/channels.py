@@ -487,6 +487,7 @@ class BaseChannel:
             raise RuntimeError(
                 "join() takes the websocket of a connection that connect() serves on this process, while it is open."
             )
+        self._prepared_for(session.config)  # this object may serve no connection of its own: checked here then
         return await session.memberships().join(self, channel, since=since)
 
     async def leave(self, websocket: WebSocket, channel: str) -> bool:
@@ -575,7 +576,9 @@ class BaseChannel:
         which keeps one coroutine frame fewer between the server and every frame the client sends.
         """
         channel = _check_channel_name(channel) if channel is not None else self.channel
-        return Session(self, websocket, channel, self.get_config(websocket)).run()
+        config = self.get_config(websocket)
+        self._prepared_for(config)  # prepared before the connection is admitted: a mistake in it refuses it
+        return Session(self, websocket, channel, config).run()
 
     def frame_handler(self, session: Session) -> FrameHandler:
         """Return what handles each frame of ``session``: ``on_receive``, or an inlined relay."""
@@ -650,6 +653,8 @@ class BaseChannel:
             for name, entry in self._registry().items()
         }
         throttles = prepare_throttles(self, self.get_throttles(config), config.limiters)
+        # Once per run: objects sharing channels must agree on their history before any connection is admitted.
+        config.layer.claim_group(self.group, self.retention, f"{type(self).__name__}(channel={self.channel!r})")
         return PreparedChannel(config.generation, self._version, actions, throttles)
 
 

@@ -729,6 +729,30 @@ async def test_history_channel_joined_from_server_code_with_since_replays(backen
             assert (await client.receive_json())["recovered"] is True
 
 
+async def test_objects_of_one_group_with_and_without_history_are_refused_at_first_use(backend: dict[str, Any]) -> None:
+    plain = Rooms()
+    kept = HistoryRooms(group=plain.group, channel="kept")
+    app = FastAPI()
+    add_channel(app, **backend)
+
+    @app.websocket("/plain/{name}")
+    async def plain_endpoint(websocket: WebSocket, name: str) -> None:
+        await plain.connect(websocket, channel=name)
+
+    @app.websocket("/kept/{name}")
+    async def kept_endpoint(websocket: WebSocket, name: str) -> None:
+        await kept.connect(websocket, channel=name)
+
+    async with ChannelCommunicator(app, "/plain/news") as reader:
+        assert (await reader.request("where"))["data"] == ["news"]
+        # Its connections would miss the publications of one another: a history stream and a plain fan-out in one.
+        with pytest.raises(
+            ValueError, match=r"HistoryRooms\(channel='kept'\) and Rooms\(channel='default_channel'\) share"
+        ):
+            async with ChannelCommunicator(app, "/kept/news"):
+                pass
+
+
 async def test_on_receive_override_still_answers_the_built_in_frames(backend: dict[str, Any]) -> None:
     seen: list[str] = []
 
