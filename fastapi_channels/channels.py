@@ -509,13 +509,13 @@ class BaseChannel:
         session = session_of(websocket)
         return session.channels() if session is not None else []
 
-    def subscribe(
+    def listen(
         self, pattern: str, *, queue_size: int = DEFAULT_TOPIC_QUEUE_SIZE
     ) -> AbstractAsyncContextManager[TopicSubscription]:
         """Hear every channel of this object whose name matches the topic ``pattern``, on every process.
 
         ``+`` stands for one dot-separated segment, ``#`` (only as the last segment) for the rest:
-        ``async with room.subscribe("sensors.+.temp") as messages: async for channel, message in messages: ...``.
+        ``async with room.listen("sensors.+.temp") as messages: async for channel, message in messages: ...``.
         At most ``queue_size`` messages wait for the reader; a slower reader loses the oldest (counted in
         ``messages.dropped``).
 
@@ -654,7 +654,7 @@ class BaseChannel:
         }
         throttles = prepare_throttles(self, self.get_throttles(config), config.limiters)
         # Once per run: objects sharing channels must agree on their history before any connection is admitted.
-        config.layer.claim_group(self.group, self.retention, f"{type(self).__name__}(channel={self.channel!r})")
+        config.layer.claim_group(str(self.group), self.retention, f"{type(self).__name__}(channel={self.channel!r})")
         return PreparedChannel(config.generation, self._version, actions, throttles)
 
 

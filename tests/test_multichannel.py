@@ -667,7 +667,7 @@ async def test_redis_down_during_a_join_gets_an_error_frame_and_no_half_membersh
         assert (await client.request("where"))["data"] == ["lobby", "before"]
         assert sorted(config_of(app).layer.topics()) == sorted(Rooms().topic(name) for name in ("lobby", "before"))
         with pytest.raises(BackendUnavailable, match="subscribe again later"):
-            async with Rooms().subscribe("x.+"):
+            async with Rooms().listen("x.+"):
                 pass
 
 
@@ -830,7 +830,7 @@ def test_topic_pattern_matches_as_in_mqtt(pattern: str, matching: list[str], oth
 )
 def test_topic_pattern_with_a_misplaced_wildcard_raises_value_error_at_call_time(pattern: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Rooms().subscribe(pattern)  # before the app runs, before entering the block
+        Rooms().listen(pattern)  # before the app runs, before entering the block
 
 
 def test_topic_pattern_glob_matches_at_least_every_matching_name() -> None:
@@ -853,20 +853,26 @@ def test_memory_backend_glob_matches_as_redis_does(glob: str, matching: list[str
     assert [name for name in matching + other if matcher.fullmatch(name)] == matching
 
 
-async def test_subscribe_pattern_with_glob_characters_in_names_matches_them_literally(backend: dict[str, Any]) -> None:
+def test_listen_is_the_one_name_of_topic_pattern_listening() -> None:
+    # A client's subscribe frame joins a channel; server code listens to patterns: one name each, no alias.
+    assert callable(Rooms.listen)
+    assert not hasattr(BaseChannel, "subscribe")
+
+
+async def test_listen_with_glob_characters_in_names_matches_them_literally(backend: dict[str, Any]) -> None:
     room = Rooms()
     async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby"):
-        async with room.subscribe("a*b.+") as messages:
+        async with room.listen("a*b.+") as messages:
             await room.broadcast_to_channel("aXb.1", "no")
             await room.broadcast_to_channel("a*b.2", "yes")
             assert await asyncio.wait_for(anext(messages), FRAME_TIMEOUT) == ("a*b.2", "yes")
 
 
-async def test_subscribe_pattern_receives_the_channels_it_matches_only(backend: dict[str, Any]) -> None:
+async def test_listen_receives_the_channels_it_matches_only(backend: dict[str, Any]) -> None:
     sensors, other = Rooms(), Rooms(group="elsewhere")
     app = rooms_app(backend, sensors)
     async with ChannelCommunicator(app, "/ws/lobby") as client:  # runs the app
-        async with sensors.subscribe("sensors.+.temp") as messages:
+        async with sensors.listen("sensors.+.temp") as messages:
             await sensors.broadcast_to_channel("sensors.kitchen.humidity", {"v": 0})
             await sensors.broadcast_to_channel("sensors.kitchen.temp", {"v": 1})
             await other.broadcast_to_channel("sensors.hall.temp", {"v": 2})  # another object's group
@@ -879,14 +885,14 @@ async def test_subscribe_pattern_receives_the_channels_it_matches_only(backend: 
         assert [name async for name, _ in messages] == []  # the block ended: so does the iteration
 
 
-async def test_subscribe_pattern_hears_broadcasts_of_another_process_on_redis(redis_url: str) -> None:
+async def test_listen_hears_broadcasts_of_another_process_on_redis(redis_url: str) -> None:
     namespace = f"test-{uuid.uuid4().hex}"
     listening, sending = Rooms(), Rooms()
     listener_app = rooms_app({"url": redis_url, "namespace": namespace}, listening)
     sender_app = rooms_app({"url": redis_url, "namespace": namespace}, sending)
     listening.app = listener_app  # two apps run: say which one the topic subscription is of
     async with ChannelCommunicator(listener_app, "/ws/a"), ChannelCommunicator(sender_app, "/ws/b") as sender:
-        async with listening.subscribe("sensors.#") as messages:
+        async with listening.listen("sensors.#") as messages:
             await sender.send_action("say", to="sensors.kitchen.temp", text="warm")
             await sender.send_action("say", to="sensor.kitchen", text="not this")
             await sender.send_action("say", to="sensors", text="all")
@@ -896,12 +902,12 @@ async def test_subscribe_pattern_hears_broadcasts_of_another_process_on_redis(re
             assert client.pubsub_numpat() == 0  # the backend's pattern subscription went with the last reader
 
 
-async def test_subscribe_pattern_hears_again_after_redis_restarts(
+async def test_listen_hears_again_after_redis_restarts(
     own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     room = Rooms()
     app = rooms_app({"url": own_redis.url, "namespace": f"test-{uuid.uuid4().hex}"}, room)
-    async with ChannelCommunicator(app, "/ws/a"), room.subscribe("after.+") as messages:
+    async with ChannelCommunicator(app, "/ws/a"), room.listen("after.+") as messages:
         own_redis.stop()
 
         async def reader_noticed() -> bool:
@@ -921,10 +927,10 @@ async def test_subscribe_pattern_hears_again_after_redis_restarts(
         assert received.channel == f"after.{received.message}"
 
 
-async def test_subscribe_pattern_with_a_slow_reader_drops_the_oldest_and_counts(backend: dict[str, Any]) -> None:
+async def test_listen_with_a_slow_reader_drops_the_oldest_and_counts(backend: dict[str, Any]) -> None:
     room = Rooms()
     async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby"):
-        async with room.subscribe("feed.+", queue_size=3) as messages, room.subscribe("feed.#") as everything:
+        async with room.listen("feed.+", queue_size=3) as messages, room.listen("feed.#") as everything:
             for index in range(10):
                 await room.broadcast_to_channel(f"feed.{index}", index)
             assert [(await asyncio.wait_for(anext(everything), FRAME_TIMEOUT)).message for _ in range(10)] == list(
@@ -934,13 +940,13 @@ async def test_subscribe_pattern_with_a_slow_reader_drops_the_oldest_and_counts(
             assert [(await anext(messages)).message for _ in range(3)] == [7, 8, 9]
             assert (messages.dropped, everything.dropped) == (7, 0)
         with pytest.raises(ValueError, match="queue_size must be a positive number"):
-            room.subscribe("feed.+", queue_size=0)
+            room.listen("feed.+", queue_size=0)
 
 
-async def test_subscribe_pattern_on_history_channels_yields_the_messages(backend: dict[str, Any]) -> None:
+async def test_listen_on_history_channels_yields_the_messages(backend: dict[str, Any]) -> None:
     room = HistoryRooms()
     async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby"):
-        async with room.subscribe("log.+") as messages:
+        async with room.listen("log.+") as messages:
             await room.broadcast_to_channel("log.a", {"n": 1})
             await room.broadcast_to_channel("log.b", "text")
             assert [await asyncio.wait_for(anext(messages), FRAME_TIMEOUT) for _ in range(2)] == [
@@ -949,24 +955,24 @@ async def test_subscribe_pattern_on_history_channels_yields_the_messages(backend
             ]
 
 
-async def test_subscribe_pattern_ends_when_the_app_stops() -> None:
+async def test_listen_ends_when_the_app_stops() -> None:
     room = Rooms()
     config = config_of(rooms_app({"url": "memory://"}, room))
     async with contextlib.AsyncExitStack() as stack:
         async with config.running():
-            messages = await stack.enter_async_context(room.subscribe("x.#"))
+            messages = await stack.enter_async_context(room.listen("x.#"))
             reading = asyncio.ensure_future(anext(messages))
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(reading, FRAME_TIMEOUT)
 
 
-async def test_subscribe_pattern_without_a_pattern_backend_raises_runtime_error() -> None:
+async def test_listen_without_a_pattern_backend_raises_runtime_error() -> None:
     room = Rooms()
     async with ChannelCommunicator(rooms_app({"backend": CountingMemoryBackend()}, room), "/ws/lobby"):
         with pytest.raises(RuntimeError, match="Topic subscriptions need a backend that subscribes to patterns"):
-            room.subscribe("x.+")
+            room.listen("x.+")
     with pytest.raises(RuntimeError, match="No app with channels is running"):
-        room.subscribe("x.+")
+        room.listen("x.+")
 
 
 # -- real servers ------------------------------------------------------------------------------------------
