@@ -52,7 +52,7 @@ from fastapi_channels.protocol import (
 )
 from fastapi_channels.routing import ActionRouter, IncludeRouter, include_actions
 from fastapi_channels.session import FrameHandler, Session, current_config, session_of
-from fastapi_channels.throttling import RateSpec, check_throttle_like, get_limits
+from fastapi_channels.throttling import RateSpec, check_throttle_like
 from fastapi_channels.topics import DEFAULT_TOPIC_QUEUE_SIZE, TopicPattern, TopicSubscription
 
 __all__ = ["BaseChannel", "Channel", "SERVES_ATTR"]
@@ -487,6 +487,7 @@ class BaseChannel:
             raise RuntimeError(
                 "join() takes the websocket of a connection that connect() serves on this process, while it is open."
             )
+        self._prepared_for(session.config)  # this object may serve no connection of its own: checked here then
         return await session.memberships().join(self, channel, since=since)
 
     async def leave(self, websocket: WebSocket, channel: str) -> bool:
@@ -508,13 +509,13 @@ class BaseChannel:
         session = session_of(websocket)
         return session.channels() if session is not None else []
 
-    def subscribe(
+    def listen(
         self, pattern: str, *, queue_size: int = DEFAULT_TOPIC_QUEUE_SIZE
     ) -> AbstractAsyncContextManager[TopicSubscription]:
         """Hear every channel of this object whose name matches the topic ``pattern``, on every process.
 
         ``+`` stands for one dot-separated segment, ``#`` (only as the last segment) for the rest:
-        ``async with room.subscribe("sensors.+.temp") as messages: async for channel, message in messages: ...``.
+        ``async with room.listen("sensors.+.temp") as messages: async for channel, message in messages: ...``.
         At most ``queue_size`` messages wait for the reader; a slower reader loses the oldest (counted in
         ``messages.dropped``).
 
@@ -575,7 +576,9 @@ class BaseChannel:
         which keeps one coroutine frame fewer between the server and every frame the client sends.
         """
         channel = _check_channel_name(channel) if channel is not None else self.channel
-        return Session(self, websocket, channel, self.get_config(websocket)).run()
+        config = self.get_config(websocket)
+        self._prepared_for(config)  # prepared before the connection is admitted: a mistake in it refuses it
+        return Session(self, websocket, channel, config).run()
 
     def frame_handler(self, session: Session) -> FrameHandler:
         """Return what handles each frame of ``session``: ``on_receive``, or an inlined relay."""
@@ -650,6 +653,8 @@ class BaseChannel:
             for name, entry in self._registry().items()
         }
         throttles = prepare_throttles(self, self.get_throttles(config), config.limiters)
+        # Once per run: objects sharing channels must agree on their history before any connection is admitted.
+        config.layer.claim_group(str(self.group), self.retention, f"{type(self).__name__}(channel={self.channel!r})")
         return PreparedChannel(config.generation, self._version, actions, throttles)
 
 
@@ -772,7 +777,7 @@ class Channel(BaseChannel):
         prepared = self._prepared_for(config)
         own_throttles = _overrides(self, "check_throttles")
         everything = f"{channel}:*"
-        subscriptions = self.client_subscriptions
+        built_in = self._answer_built_in
         # Frames are decoded by the connection's codec; decode_json, when overridden, reads the text frames.
         decode, plain_decode = frame_decoder(session.codec, self.codecs), self._plain_decode
 
@@ -792,17 +797,8 @@ class Channel(BaseChannel):
                 prepared = self._prepared_for(config)
             action = prepared.actions.get(name)
             if action is None:
-                if name == "pong":
-                    return  # the answer to a heartbeat ping: the frame itself showed the client is there
-                if name == "resume":
-                    resumption = session.resumption_for(data)
-                    if resumption is not None:
-                        await resumption.request(data)  # a channel with history: send what the client missed
-                        return
-                elif subscriptions and name in _SUBSCRIPTION_FRAMES:
-                    await subscription(name, data, request_id)
-                    return
-                raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
+                await built_in(session, name, data, request_id)
+                return
             if action.checked or own_throttles or prepared.throttles:
                 await check(action, name)
             result = action.invoke(websocket, channel, data, request_id)
@@ -813,19 +809,6 @@ class Channel(BaseChannel):
                 written = connection.write(action.reply(request_id, result))
                 if written is not None:
                     await written
-
-        async def subscription(name: str, data: Frame, request_id: int | str | None) -> None:
-            # Joining costs the backend work: the channel-wide limits apply as to any action.
-            if own_throttles:
-                await self.check_throttles(websocket, channel, name)
-            else:
-                for throttle in prepared.throttles:
-                    await throttle(websocket, everything)
-            memberships = session.memberships()
-            if name == "subscribe":
-                await memberships.subscribe(self, data, request_id)
-            else:
-                await memberships.unsubscribe(self, data, request_id)
 
         async def check(action: PreparedAction, name: str) -> None:
             if action.deprecated:
@@ -850,16 +833,45 @@ class Channel(BaseChannel):
         name = action_of(data)
         if session is not None:
             session.request_id, session.action = request_id, name
-        entry = self.get_action(name)
-        if entry.spec.deprecated:
-            raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
-        await self.check_permissions(websocket, name, channel, entry.spec.permission)
-        await self.check_throttles(websocket, channel, name, get_limits(entry.function(self)))
         # Prepared, as in the inlined dispatch: with the channel's dependencies as well as the action's own.
-        prepared = self._prepared_for(self._config_of(websocket)).actions[name]
+        prepared = self._prepared_for(self._config_of(websocket)).actions.get(name)
+        if prepared is None:
+            if session is None:
+                raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
+            await self._answer_built_in(session, name, data, request_id)
+            return
+        if prepared.deprecated:
+            raise ActionIsDeprecated(error_msg=f"The action {name!r} is deprecated.")
+        await self.check_permissions(websocket, name, channel, prepared.permission)
+        await self.check_throttles(websocket, channel, name, prepared.limits)
         result = await prepared.run(websocket, channel, data, request_id)
         if result is not None:
             await self.broadcast_to_personal(websocket, prepared.reply(request_id, result))
+
+    async def _answer_built_in(self, session: Session, name: str, data: Frame, request_id: int | str | None) -> None:
+        """Answer a frame no action is named for: ``pong``, ``resume``, ``subscribe``/``unsubscribe``, or refuse it.
+
+        Both the inlined dispatch and ``on_receive`` end here, so that overriding ``on_receive`` keeps them.
+        """
+        if name == "pong":
+            return  # the answer to a heartbeat ping: the frame itself showed the client is there
+        if name == "resume":
+            resumption = session.resumption_for(data)
+            if resumption is not None:
+                # Reading history costs the backend work: the channel-wide limits apply as to any action.
+                await self.check_throttles(session.websocket, session.channel, name)
+                await resumption.request(data)  # a channel with history: send what the client missed
+                return
+        elif self.client_subscriptions and name in _SUBSCRIPTION_FRAMES:
+            # Joining costs the backend work too.
+            await self.check_throttles(session.websocket, session.channel, name)
+            memberships = session.memberships()
+            if name == "subscribe":
+                await memberships.subscribe(self, data, request_id)
+            else:
+                await memberships.unsubscribe(self, data, request_id)
+            return
+        raise ActionNotExist(error_msg=f"The action {name!r} does not exist.")
 
     def _registry(self) -> dict[str, RegisteredAction]:
         return {**self._class_actions, **self._instance_actions}

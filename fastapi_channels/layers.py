@@ -89,6 +89,11 @@ class _Group:
     pump: asyncio.Task[None] | None = None
     # Connections still catching up with the channel's history: each live frame goes through their resumption.
     resuming: dict[Connection, Resumption] = field(default_factory=dict)
+    # The start of the broadcast frames that wrap its messages, built once rather than on every message.
+    head: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.head = broadcast_head(self.name)
 
     def holds(self, connection: Connection) -> bool:
         return connection in self.members or connection in self.wrapped
@@ -131,14 +136,32 @@ class ChannelLayer:
         self._direct = _Group()
         # The other channels each connection joined (topics, in join order): present from its first join on.
         self._joined: dict[Connection, list[str]] = {}
+        # The history each group of channel objects keeps, and the first object used that said so (see claim_group).
+        self._retention_of_group: dict[str, tuple[Retention | None, str]] = {}
         # Topic subscriptions by the glob the backend matches for them.
         self._patterns: dict[str, set[TopicSubscription]] = {}
         self._patterns_lock = asyncio.Lock()
         # The settings are read here, so changes made before add_channel builds the layer apply to it.
         self._breaker = CircuitBreaker(failure_threshold=BREAKER_FAILURE_THRESHOLD, reset_timeout=BREAKER_RESET_TIMEOUT)
 
+    def claim_group(self, group: str, retention: Retention | None, owner: str) -> None:
+        """Record that ``owner``, a channel object of ``group``, keeps ``retention`` history (None: none).
+
+        Raises:
+            ValueError: An object of the same group used before keeps other history: the channels they share
+                would be one history stream for some connections and a plain fan-out for others.
+        """
+        claimed = self._retention_of_group.setdefault(group, (retention, owner))
+        if claimed[0] != retention:
+            raise ValueError(
+                f"{owner} and {claimed[1]} share the group {group!r} (its channels) but keep different history "
+                f"({_describe(retention)} and {_describe(claimed[0])}): give them the same history_size and "
+                "history_ttl, or different groups."
+            )
+
     async def start(self) -> None:
         """Start presence and listen for messages addressed to this process's connections and users."""
+        self._retention_of_group.clear()  # objects are used afresh in a new run
         # A new run starts trusting the backend again, whatever the last run learnt about it.
         self._breaker = CircuitBreaker(failure_threshold=BREAKER_FAILURE_THRESHOLD, reset_timeout=BREAKER_RESET_TIMEOUT)
         await self.presence.start()
@@ -634,7 +657,7 @@ def _deliver_mixed(group: _Group, text: str) -> None:
             connection.send(text)
     if group.wrapped:
         # Wrapped once for all of them: one more parse of the message, not one per recipient.
-        wrapped = render_broadcast(broadcast_head(group.name), text)
+        wrapped = render_broadcast(group.head, text)
         for connection in group.wrapped:
             connection.send(wrapped)
 
@@ -654,6 +677,13 @@ def _deliver_resuming(group: _Group, text: str) -> None:
     if caught_up:
         for connection in [connection for connection, resumption in resuming.items() if resumption.done]:
             del resuming[connection]
+
+
+def _describe(retention: Retention | None) -> str:
+    if retention is None:
+        return "no history"
+    ttl = "" if retention.ttl is None else f", history_ttl={retention.ttl}"
+    return f"history_size={retention.size}{ttl}"
 
 
 def _offer_to(listeners: set[TopicSubscription]) -> Callable[[str, str], None]:

@@ -5,7 +5,8 @@ A connection keeps the channel it connected to for its whole life. Server code (
 ``subscribe`` and ``unsubscribe`` frames) add and remove others. A join is checked and admitted like a connection
 to that channel: the channel object's permission and ``join_permission``, its ``max_connection`` across
 processes; then the channel's lifespan enters and its join handlers run, and a channel with history sends what
-the client missed and its resume frame. Joins and leaves of one connection happen one at a time.
+the client missed and its resume frame. Joins and leaves of one connection take turns; a join or leave handler
+(or lifespan) that joins or leaves channels of the same connection does so within the turn that runs it.
 
 When the connection ends it leaves every channel in the fan-out at once; then the leave handlers of the channels
 it joined run, the last joined first, each followed by the exit of that channel's lifespan, and those of its own
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +46,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("fastapi_channels.memberships")
+
+# The turns the running code is within: a handler of a join or leave, and tasks it started meanwhile, go on.
+_turns_held: contextvars.ContextVar[tuple[object, ...]] = contextvars.ContextVar(
+    "fastapi_channels_turns_held", default=()
+)
 
 JOIN_ACTION = "join"
 """The ``action`` permissions are asked about when a connection joins another channel."""
@@ -118,7 +125,8 @@ class Memberships:
         # By topic, in join order; a join in progress holds its place (a join handler joining it again is a no-op).
         self._by_topic: dict[str, Membership] = {}
         self._lock = asyncio.Lock()
-        self._holder: asyncio.Task[Any] | None = None
+        # The turn (of a join or leave) now holding the lock, matched against those the running context holds.
+        self._turn_now: object | None = None
 
     def names(self) -> list[str]:
         """Return the names of the channels joined, in join order."""
@@ -224,17 +232,20 @@ class Memberships:
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
-        """Wait for the connection's other joins and leaves; within its own (a join handler joining), go on."""
-        task = asyncio.current_task()
-        if self._holder is task:
-            yield
+        """Wait for the connection's other joins and leaves; within its own (a join or leave handler joining), go on."""
+        turn = self._turn_now
+        if turn is not None and turn in _turns_held.get():
+            yield  # within the turn: its own task, or one it started (a clean-up run to the end)
             return
         async with self._lock:
-            self._holder = task
+            turn = self._turn_now = object()
+            # Tasks started from here on copy the context: work done on behalf of this turn goes on too.
+            token = _turns_held.set((*_turns_held.get(), turn))
             try:
                 yield
             finally:
-                self._holder = None
+                _turns_held.reset(token)
+                self._turn_now = None
 
     def _check_open(self) -> None:
         connection = self.connection

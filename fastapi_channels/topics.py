@@ -1,4 +1,4 @@
-"""Topic patterns: server-side subscriptions to every channel whose name matches, as in MQTT.
+"""Topic patterns: what ``BaseChannel.listen`` hears, every channel whose name matches, as in MQTT.
 
 Channel names are read as dot-separated segments. In a pattern, ``+`` stands for exactly one segment and
 ``#``, only as the last segment, for any number of them (none included): ``sensors.+.temp`` matches

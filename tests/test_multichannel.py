@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -113,6 +113,16 @@ async def error(communicator: ChannelCommunicator, name: str, **payload: Any) ->
     answer = await communicator.request(name, **payload)
     assert answer["status"] == "bad" and answer["close"] is False, answer
     return answer
+
+
+async def finishes(test: Coroutine[Any, Any, None]) -> None:
+    """Run ``test`` in a task of its own, failing if it has not ended in time: a hang fails rather than blocks."""
+    task = asyncio.ensure_future(test)
+    done, _ = await asyncio.wait({task}, timeout=4 * FRAME_TIMEOUT)
+    if not done:
+        task.cancel()  # may not end: what hangs may ignore cancellation
+        raise AssertionError("The test hung.")
+    task.result()
 
 
 # -- joining and leaving ---------------------------------------------------------------------------------
@@ -560,6 +570,48 @@ async def test_join_handler_that_joins_another_channel_does_not_deadlock(backend
         assert (await client.request("where"))["data"] == ["lobby", "room:1", "room:1:typing"]
 
 
+async def test_leave_handler_that_joins_another_channel_does_not_hang(backend: dict[str, Any]) -> None:
+    room = Rooms()
+
+    @room.on_event("leave")
+    async def back_to_the_side(websocket: WebSocket, channel: str) -> None:
+        if channel == "game":
+            await room.join(websocket, "side")
+            await room.leave(websocket, "corner")
+
+    async def leave_the_game() -> None:
+        async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby", timeout=FRAME_TIMEOUT) as client:
+            for name in ("corner", "game"):
+                assert (await client.request("subscribe", channel=name))["status"] == "ok"
+            assert await client.request("unsubscribe", channel="game") == ok("unsubscribe", 3, {"channel": "game"})
+            assert (await client.request("where"))["data"] == ["lobby", "side"]
+
+    await finishes(leave_the_game())
+
+
+async def test_failed_join_whose_lifespan_exit_leaves_another_channel_does_not_hang(backend: dict[str, Any]) -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(websocket: WebSocket, channel: str) -> AsyncIterator[None]:
+        yield
+        if channel == "locked":
+            await room.leave(websocket, "corner")
+
+    room = Rooms(lifespan=lifespan)
+
+    @room.on_event("join")
+    async def refuse(websocket: WebSocket, channel: str) -> None:
+        if channel == "locked":
+            raise PermissionDenied(error_msg="This room is locked.", close=False)
+
+    async def join_the_locked_room() -> None:
+        async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby", timeout=FRAME_TIMEOUT) as client:
+            assert (await client.request("subscribe", channel="corner"))["status"] == "ok"
+            assert (await error(client, "subscribe", channel="locked"))["errors"] == "This room is locked."
+            assert (await client.request("where"))["data"] == ["lobby"]
+
+    await finishes(join_the_locked_room())
+
+
 async def test_join_while_the_connection_closes_is_refused_and_leaves_nothing(backend: dict[str, Any]) -> None:
     room = Rooms()
     refusals: list[str] = []
@@ -615,7 +667,7 @@ async def test_redis_down_during_a_join_gets_an_error_frame_and_no_half_membersh
         assert (await client.request("where"))["data"] == ["lobby", "before"]
         assert sorted(config_of(app).layer.topics()) == sorted(Rooms().topic(name) for name in ("lobby", "before"))
         with pytest.raises(BackendUnavailable, match="subscribe again later"):
-            async with Rooms().subscribe("x.+"):
+            async with Rooms().listen("x.+"):
                 pass
 
 
@@ -678,6 +730,76 @@ async def test_history_channel_joined_from_server_code_with_since_replays(backen
             assert (await client.receive_json())["recovered"] is True
 
 
+async def test_objects_of_one_group_with_and_without_history_are_refused_at_first_use(backend: dict[str, Any]) -> None:
+    plain = Rooms()
+    kept = HistoryRooms(group=plain.group, channel="kept")
+    app = FastAPI()
+    add_channel(app, **backend)
+
+    @app.websocket("/plain/{name}")
+    async def plain_endpoint(websocket: WebSocket, name: str) -> None:
+        await plain.connect(websocket, channel=name)
+
+    @app.websocket("/kept/{name}")
+    async def kept_endpoint(websocket: WebSocket, name: str) -> None:
+        await kept.connect(websocket, channel=name)
+
+    async with ChannelCommunicator(app, "/plain/news") as reader:
+        assert (await reader.request("where"))["data"] == ["news"]
+        # Its connections would miss the publications of one another: a history stream and a plain fan-out in one.
+        with pytest.raises(
+            ValueError, match=r"HistoryRooms\(channel='kept'\) and Rooms\(channel='default_channel'\) share"
+        ):
+            async with ChannelCommunicator(app, "/kept/news"):
+                pass
+
+
+async def test_on_receive_override_still_answers_the_built_in_frames(backend: dict[str, Any]) -> None:
+    seen: list[str] = []
+
+    class Logged(HistoryRooms):
+        async def on_receive(self, websocket: WebSocket, channel: str, message: str) -> None:
+            seen.append(json.loads(message)["action"])
+            await super().on_receive(websocket, channel, message)
+
+    async with ChannelCommunicator(rooms_app(backend, Logged()), "/ws/lobby") as client:
+        epoch = (await client.receive_json())["epoch"]
+        assert await client.request("subscribe", channel="news") == ok("subscribe", 1, {"channel": "news"})
+        assert (await client.receive_json())["channel"] == "news"  # the resume frame of the channel joined
+        await client.send_action("pong")  # answered by nothing: the next frame is the next request's reply
+        assert await client.request("where") == ok("where", 2, ["lobby", "news"])
+        await client.send_json({"action": "resume", "offset": 0, "epoch": epoch})
+        assert await client.receive_json() == {
+            "type": "resume",
+            "channel": "lobby",
+            "recovered": True,
+            "offset": 0,
+            "epoch": epoch,
+        }
+        assert await client.request("unsubscribe", channel="news") == ok("unsubscribe", 3, {"channel": "news"})
+        assert (await error(client, "nothing"))["errors"] == "The action 'nothing' does not exist."
+    assert seen == ["subscribe", "pong", "where", "resume", "unsubscribe", "nothing"]
+
+
+@pytest.mark.parametrize("override", [False, True], ids=["dispatch", "on_receive"])
+async def test_resume_frames_spend_the_channel_wide_rate_limit(backend: dict[str, Any], override: bool) -> None:
+    class Limited(HistoryRooms):
+        throttle_classes = [limiter(times=2, minutes=1)]
+
+    class Overridden(Limited):
+        async def on_receive(self, websocket: WebSocket, channel: str, message: str) -> None:
+            await super().on_receive(websocket, channel, message)
+
+    room = Overridden() if override else Limited()
+    async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby") as client:
+        epoch = (await client.receive_json())["epoch"]
+        for _ in range(2):
+            await client.send_json({"action": "resume", "offset": 0, "epoch": epoch})
+            assert (await client.receive_json())["type"] == "resume"
+        answer = await error(client, "resume", offset=0, epoch=epoch)
+        assert answer["code"] == 1013 and answer["errors"].startswith("Too many requests.")
+
+
 # -- topic patterns ----------------------------------------------------------------------------------------
 
 
@@ -709,7 +831,7 @@ def test_topic_pattern_matches_as_in_mqtt(pattern: str, matching: list[str], oth
 )
 def test_topic_pattern_with_a_misplaced_wildcard_raises_value_error_at_call_time(pattern: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Rooms().subscribe(pattern)  # before the app runs, before entering the block
+        Rooms().listen(pattern)  # before the app runs, before entering the block
 
 
 def test_topic_pattern_glob_matches_at_least_every_matching_name() -> None:
@@ -732,20 +854,26 @@ def test_memory_backend_glob_matches_as_redis_does(glob: str, matching: list[str
     assert [name for name in matching + other if matcher.fullmatch(name)] == matching
 
 
-async def test_subscribe_pattern_with_glob_characters_in_names_matches_them_literally(backend: dict[str, Any]) -> None:
+def test_listen_is_the_one_name_of_topic_pattern_listening() -> None:
+    # A client's subscribe frame joins a channel; server code listens to patterns: one name each, no alias.
+    assert callable(Rooms.listen)
+    assert not hasattr(BaseChannel, "subscribe")
+
+
+async def test_listen_with_glob_characters_in_names_matches_them_literally(backend: dict[str, Any]) -> None:
     room = Rooms()
     async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby"):
-        async with room.subscribe("a*b.+") as messages:
+        async with room.listen("a*b.+") as messages:
             await room.broadcast_to_channel("aXb.1", "no")
             await room.broadcast_to_channel("a*b.2", "yes")
             assert await asyncio.wait_for(anext(messages), FRAME_TIMEOUT) == ("a*b.2", "yes")
 
 
-async def test_subscribe_pattern_receives_the_channels_it_matches_only(backend: dict[str, Any]) -> None:
+async def test_listen_receives_the_channels_it_matches_only(backend: dict[str, Any]) -> None:
     sensors, other = Rooms(), Rooms(group="elsewhere")
     app = rooms_app(backend, sensors)
     async with ChannelCommunicator(app, "/ws/lobby") as client:  # runs the app
-        async with sensors.subscribe("sensors.+.temp") as messages:
+        async with sensors.listen("sensors.+.temp") as messages:
             await sensors.broadcast_to_channel("sensors.kitchen.humidity", {"v": 0})
             await sensors.broadcast_to_channel("sensors.kitchen.temp", {"v": 1})
             await other.broadcast_to_channel("sensors.hall.temp", {"v": 2})  # another object's group
@@ -758,14 +886,14 @@ async def test_subscribe_pattern_receives_the_channels_it_matches_only(backend: 
         assert [name async for name, _ in messages] == []  # the block ended: so does the iteration
 
 
-async def test_subscribe_pattern_hears_broadcasts_of_another_process_on_redis(redis_url: str) -> None:
+async def test_listen_hears_broadcasts_of_another_process_on_redis(redis_url: str) -> None:
     namespace = f"test-{uuid.uuid4().hex}"
     listening, sending = Rooms(), Rooms()
     listener_app = rooms_app({"url": redis_url, "namespace": namespace}, listening)
     sender_app = rooms_app({"url": redis_url, "namespace": namespace}, sending)
     listening.app = listener_app  # two apps run: say which one the topic subscription is of
     async with ChannelCommunicator(listener_app, "/ws/a"), ChannelCommunicator(sender_app, "/ws/b") as sender:
-        async with listening.subscribe("sensors.#") as messages:
+        async with listening.listen("sensors.#") as messages:
             await sender.send_action("say", to="sensors.kitchen.temp", text="warm")
             await sender.send_action("say", to="sensor.kitchen", text="not this")
             await sender.send_action("say", to="sensors", text="all")
@@ -775,12 +903,12 @@ async def test_subscribe_pattern_hears_broadcasts_of_another_process_on_redis(re
             assert client.pubsub_numpat() == 0  # the backend's pattern subscription went with the last reader
 
 
-async def test_subscribe_pattern_hears_again_after_redis_restarts(
+async def test_listen_hears_again_after_redis_restarts(
     own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     room = Rooms()
     app = rooms_app({"url": own_redis.url, "namespace": f"test-{uuid.uuid4().hex}"}, room)
-    async with ChannelCommunicator(app, "/ws/a"), room.subscribe("after.+") as messages:
+    async with ChannelCommunicator(app, "/ws/a"), room.listen("after.+") as messages:
         own_redis.stop()
 
         async def reader_noticed() -> bool:
@@ -800,10 +928,10 @@ async def test_subscribe_pattern_hears_again_after_redis_restarts(
         assert received.channel == f"after.{received.message}"
 
 
-async def test_subscribe_pattern_with_a_slow_reader_drops_the_oldest_and_counts(backend: dict[str, Any]) -> None:
+async def test_listen_with_a_slow_reader_drops_the_oldest_and_counts(backend: dict[str, Any]) -> None:
     room = Rooms()
     async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby"):
-        async with room.subscribe("feed.+", queue_size=3) as messages, room.subscribe("feed.#") as everything:
+        async with room.listen("feed.+", queue_size=3) as messages, room.listen("feed.#") as everything:
             for index in range(10):
                 await room.broadcast_to_channel(f"feed.{index}", index)
             assert [(await asyncio.wait_for(anext(everything), FRAME_TIMEOUT)).message for _ in range(10)] == list(
@@ -813,13 +941,13 @@ async def test_subscribe_pattern_with_a_slow_reader_drops_the_oldest_and_counts(
             assert [(await anext(messages)).message for _ in range(3)] == [7, 8, 9]
             assert (messages.dropped, everything.dropped) == (7, 0)
         with pytest.raises(ValueError, match="queue_size must be a positive number"):
-            room.subscribe("feed.+", queue_size=0)
+            room.listen("feed.+", queue_size=0)
 
 
-async def test_subscribe_pattern_on_history_channels_yields_the_messages(backend: dict[str, Any]) -> None:
+async def test_listen_on_history_channels_yields_the_messages(backend: dict[str, Any]) -> None:
     room = HistoryRooms()
     async with ChannelCommunicator(rooms_app(backend, room), "/ws/lobby"):
-        async with room.subscribe("log.+") as messages:
+        async with room.listen("log.+") as messages:
             await room.broadcast_to_channel("log.a", {"n": 1})
             await room.broadcast_to_channel("log.b", "text")
             assert [await asyncio.wait_for(anext(messages), FRAME_TIMEOUT) for _ in range(2)] == [
@@ -828,24 +956,24 @@ async def test_subscribe_pattern_on_history_channels_yields_the_messages(backend
             ]
 
 
-async def test_subscribe_pattern_ends_when_the_app_stops() -> None:
+async def test_listen_ends_when_the_app_stops() -> None:
     room = Rooms()
     config = config_of(rooms_app({"url": "memory://"}, room))
     async with contextlib.AsyncExitStack() as stack:
         async with config.running():
-            messages = await stack.enter_async_context(room.subscribe("x.#"))
+            messages = await stack.enter_async_context(room.listen("x.#"))
             reading = asyncio.ensure_future(anext(messages))
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(reading, FRAME_TIMEOUT)
 
 
-async def test_subscribe_pattern_without_a_pattern_backend_raises_runtime_error() -> None:
+async def test_listen_without_a_pattern_backend_raises_runtime_error() -> None:
     room = Rooms()
     async with ChannelCommunicator(rooms_app({"backend": CountingMemoryBackend()}, room), "/ws/lobby"):
         with pytest.raises(RuntimeError, match="Topic subscriptions need a backend that subscribes to patterns"):
-            room.subscribe("x.+")
+            room.listen("x.+")
     with pytest.raises(RuntimeError, match="No app with channels is running"):
-        room.subscribe("x.+")
+        room.listen("x.+")
 
 
 # -- real servers ------------------------------------------------------------------------------------------

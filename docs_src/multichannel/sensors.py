@@ -12,7 +12,7 @@ temperatures: dict[str, float] = {}
 
 async def follow_temperatures(listening: asyncio.Event) -> None:
     # Every channel named sensors.<room>.temp, on every process: "+" stands for one dot-separated segment.
-    async with sensors.subscribe("sensors.+.temp", queue_size=100) as readings:
+    async with sensors.listen("sensors.+.temp", queue_size=100) as readings:
         listening.set()
         async for channel, reading in readings:
             temperatures[channel.split(".")[1]] = reading["value"]
@@ -22,7 +22,7 @@ async def follow_temperatures(listening: asyncio.Event) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     listening = asyncio.Event()
     follower = asyncio.create_task(follow_temperatures(listening))
-    await listening.wait()  # serve requests once the subscription hears every reading
+    await listening.wait()  # serve requests once the listener hears every reading
     yield
     follower.cancel()
     with contextlib.suppress(asyncio.CancelledError):
