@@ -91,9 +91,14 @@ class _Group:
     resuming: dict[Connection, Resumption] = field(default_factory=dict)
     # The start of the broadcast frames that wrap its messages, built once rather than on every message.
     head: str = field(init=False)
+    # On a channel with history, the last frame delivered: what a resume frame's answer names.
+    last: str | None = None
 
     def __post_init__(self) -> None:
         self.head = broadcast_head(self.name)
+
+    def last_delivered(self) -> str | None:
+        return self.last
 
     def holds(self, connection: Connection) -> bool:
         return connection in self.members or connection in self.wrapped
@@ -478,6 +483,7 @@ class ChannelLayer:
             # A channel with history (joined with a resumption) sends publication frames, which name the channel.
             group = self._groups[topic] = _Group(name=name, wraps=resumption is None)
         if resumption is not None:
+            resumption.last_delivered = group.last_delivered
             group.resuming[connection] = resumption
         (group.wrapped if group.wraps and connection in self._joined else group.members).add(connection)
         try:
@@ -591,8 +597,11 @@ class ChannelLayer:
     @staticmethod
     def _deliver_to(group: _Group) -> Callable[[str], None]:
         members, wrapped, resuming = group.members, group.wrapped, group.resuming
+        keeps_last = not group.wraps  # a channel with history
 
         def deliver(text: str) -> None:
+            if keeps_last:
+                group.last = text
             if resuming or wrapped:
                 _deliver_mixed(group, text)
                 return

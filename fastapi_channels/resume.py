@@ -129,6 +129,7 @@ class Resumption:
         "_start",
         "_passed",
         "_last",
+        "last_delivered",
     )
 
     def __init__(
@@ -147,8 +148,10 @@ class Resumption:
         self.problem = problem
         """Why the position the client gave could not be read: answered with an error frame before the resume."""
         self.done = False
-        """Whether live publications need not pass through here any more: never, so that the answer to a resume
-        frame can name the last one sent."""
+        """Whether live publications need not pass through here any more: every later one is sent as it comes."""
+        self.last_delivered: Callable[[], str | None] = _nothing
+        """Returns the last live frame the channel delivered (the layer sets it): once the connection is done,
+        it was sent that one too."""
         self._head = publication_head(channel)
         self._read = read
         self._page: HistoryPage | None = None
@@ -163,7 +166,7 @@ class Resumption:
         self._start = 0
         # Whether a live publication newer than _live has been sent: every later one is newer too.
         self._passed = False
-        # The last live publication frame sent after the catch-up (parsed only when a resume frame asks).
+        # The last live publication frame sent before the connection was done (parsed only when a resume frame asks).
         self._last: str | None = None
 
     def offer(self, text: str) -> bool:
@@ -186,7 +189,8 @@ class Resumption:
         if newer is None:
             return True  # not a publication of this channel's stream
         if newer:
-            self._passed, self._last = True, text
+            self._passed = self.done = True
+            self._last = text
         return newer
 
     async def prepare(self) -> None:
@@ -234,7 +238,8 @@ class Resumption:
             if newer is not False:
                 connection.send(text)
             if newer:
-                self._passed, self._last = True, text
+                self._passed = self.done = True
+                self._last = text
 
     async def request(self, frame: Mapping[str, Any]) -> None:
         """Answer a ``resume`` frame: send the publications after its position this connection was not sent.
@@ -268,6 +273,9 @@ class Resumption:
     def _sent(self) -> Position:
         """Return the position of the last live publication this connection has been sent (else the catch-up's)."""
         last, live = self._last, self._live
+        if self.done:
+            # From its first newer publication on, the connection is sent every one the channel delivers.
+            last = self.last_delivered() or last
         found = publication_position(last, self._head) if last is not None else None
         if found is not None:
             return Position(*found)
@@ -294,3 +302,7 @@ class Resumption:
         offset, epoch = found
         # A publication of another epoch: the stream was lost and started again, so it is new.
         return epoch != position.epoch or offset > position.offset
+
+
+def _nothing() -> str | None:
+    return None

@@ -393,3 +393,21 @@ async def test_resumption_client_that_cannot_keep_up_with_publications_is_cut_as
     # Never told it was recovered: it reconnects with the last offset it got.
     assert [frame["type"] for frame in frames] == ["publication"] * len(frames)
     await leave_all(layer, [member, watcher])
+
+
+async def test_resumption_caught_up_leaves_the_catch_up_path_and_still_names_the_last_publication_sent(
+    layer: ChannelLayer, channel_name: str
+) -> None:
+    await publish_numbers(layer, channel_name, range(3))
+    member, resumption = await joining(layer, channel_name, None)
+    await resumption.prepare()
+    await resumption.catch_up()
+    assert json.loads(await member.peer.next_text())["type"] == "resume"
+    last = await publish_numbers(layer, channel_name, range(4))
+    assert [json.loads(await member.peer.next_text())["offset"] for _ in range(4)] == [4, 5, 6, 7]
+    # Once a newer publication went through, live ones reach the connection with no check per recipient.
+    assert layer._groups[channel_name].resuming == {}
+    await resumption.request({"offset": 7, "epoch": last.epoch})
+    answer = json.loads(await member.peer.next_text())
+    assert (answer["type"], answer["recovered"], answer["offset"]) == ("resume", True, 7)
+    await leave_all(layer, [member])
