@@ -62,10 +62,9 @@ def resume_point(query: Mapping[str, str]) -> Position | None:
         ParseError: Only one of the two is given, or one is malformed.
     """
     offset, epoch = query.get(OFFSET_PARAM), query.get(EPOCH_PARAM)
-    if offset is None and epoch is None:
+    if not _names_position(offset, epoch):
         return None
-    if offset is None or epoch is None:
-        raise ParseError(error_msg=f'Resuming takes both "{OFFSET_PARAM}" and "{EPOCH_PARAM}".')
+    assert offset is not None  # for the type checker: _names_position said both are given
     if not (offset.isascii() and offset.isdigit() and len(offset) <= len(str(MAX_OFFSET))):
         raise ParseError(error_msg=_BAD_OFFSET)
     return _position(int(offset), epoch)
@@ -77,12 +76,18 @@ def frame_position(frame: Mapping[str, Any]) -> Position | None:
     Raises:
         ParseError: Only one of the two is given, or one is malformed.
     """
-    offset, epoch = frame.get(OFFSET_PARAM), frame.get(EPOCH_PARAM)
-    if offset is None and epoch is None:
+    if not _names_position(frame.get(OFFSET_PARAM), frame.get(EPOCH_PARAM)):
         return None
+    return _frame_point(frame)
+
+
+def _names_position(offset: Any, epoch: Any) -> bool:
+    """Whether a position is named; raise ``ParseError`` when only half of one is."""
+    if offset is None and epoch is None:
+        return False
     if offset is None or epoch is None:
         raise ParseError(error_msg=f'Resuming takes both "{OFFSET_PARAM}" and "{EPOCH_PARAM}".')
-    return _frame_point(frame)
+    return True
 
 
 def _frame_point(frame: Mapping[str, Any]) -> Position:
